@@ -60,23 +60,35 @@ fn bench_joint(c: &mut Criterion) {
     let mut g = c.benchmark_group("joint_group_sampling");
     g.sample_size(10);
     g.throughput(Throughput::Elements(m));
-    g.bench_function(BenchmarkId::new("d3hr_search_joint", format!("{threads}threads")), |b| {
-        b.iter(|| {
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..threads)
-                    .map(|i| {
-                        let (cfg, targets) = (&cfg, &targets);
-                        s.spawn(move || {
-                            let mut sc = Scratch::new(cfg);
-                            select::search_joint(cfg, targets, select::split_range(m, threads, i), &mut sc)
+    g.bench_function(
+        BenchmarkId::new("d3hr_search_joint", format!("{threads}threads")),
+        |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = (0..threads)
+                        .map(|i| {
+                            let (cfg, targets) = (&cfg, &targets);
+                            s.spawn(move || {
+                                let mut sc = Scratch::new(cfg);
+                                select::search_joint(
+                                    cfg,
+                                    targets,
+                                    select::split_range(m, threads, i),
+                                    &mut sc,
+                                )
                                 .unwrap()
+                            })
                         })
-                    })
-                    .collect();
-                black_box(hs.into_iter().map(|h| h.join().unwrap()).fold(Best::NONE, Best::merge))
+                        .collect();
+                    black_box(
+                        hs.into_iter()
+                            .map(|h| h.join().unwrap())
+                            .fold(Best::NONE, Best::merge),
+                    )
+                })
             })
-        })
-    });
+        },
+    );
     g.bench_function(BenchmarkId::new("naive", "1thread"), |b| {
         b.iter(|| black_box(naive::search(&p, n, m, 7)))
     });

@@ -16,8 +16,12 @@ impl Problem {
     pub fn new(dims: usize) -> Self {
         Problem {
             mean: (0..dims).map(|d| 0.1 * ((d as f32) * 0.37).sin()).collect(),
-            std: (0..dims).map(|d| 0.9 + 0.2 * ((d as f32) * 0.11).cos()).collect(),
-            skew: (0..dims).map(|d| 0.05 * ((d as f32) * 0.23).sin()).collect(),
+            std: (0..dims)
+                .map(|d| 0.9 + 0.2 * ((d as f32) * 0.11).cos())
+                .collect(),
+            skew: (0..dims)
+                .map(|d| 0.05 * ((d as f32) * 0.23).sin())
+                .collect(),
         }
     }
 }

@@ -37,8 +37,17 @@ impl NoisePredictor for GaussianOracle {
     fn latent_len(&self) -> usize {
         DIMS
     }
-    fn predict(&mut self, z: &[f32], t: u32, classes: &[u32], eps: &mut [f32]) -> Result<(), Self::Error> {
-        let ab = self.schedule.alpha_bar(t).expect("t checked by the DDIM loop");
+    fn predict(
+        &mut self,
+        z: &[f32],
+        t: u32,
+        classes: &[u32],
+        eps: &mut [f32],
+    ) -> Result<(), Self::Error> {
+        let ab = self
+            .schedule
+            .alpha_bar(t)
+            .expect("t checked by the DDIM loop");
         let var = ab * f64::from(SPREAD * SPREAD) + 1.0 - ab;
         for (b, (zr, er)) in z.chunks(DIMS).zip(eps.chunks_mut(DIMS)).enumerate() {
             for d in 0..DIMS {
@@ -56,10 +65,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let schedule = NoiseSchedule::dit();
     // The paper's grid: DiT's 50-step leading grid, first T = 31 steps (t = 0 … 620).
     let grid = Timesteps::new(Spacing::Leading, 1000, 50, 0)?.prefix(31)?;
-    let mut oracle = GaussianOracle { schedule: schedule.clone() };
+    let mut oracle = GaussianOracle {
+        schedule: schedule.clone(),
+    };
     // Guidance 1 needs no scratch; the wrapper shows how a guided model plugs in.
     let (mut gx, mut ge, mut gc) = (vec![0.0; 0], vec![0.0; 0], vec![0; 0]);
-    let mut model = Guided::new(&mut oracle, Guidance::new(1.0, CLASSES)?, &mut gx, &mut ge, &mut gc);
+    let mut model = Guided::new(
+        &mut oracle,
+        Guidance::new(1.0, CLASSES)?,
+        &mut gx,
+        &mut ge,
+        &mut gc,
+    );
 
     let (per_class, batch, ipc, m) = (2000usize, 100usize, 10usize, 20_000u64);
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
@@ -80,7 +97,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Stage 2: μ, σ, γ per dimension.
         let (mut mu, mut sigma, mut gamma) = (vec![0.0; DIMS], vec![0.0; DIMS], vec![0.0; DIMS]);
         moments.finalize_into(false, &mut mu, &mut sigma, &mut gamma)?;
-        let targets = Targets { mean: &mu, std: &sigma, skew: Some(&gamma) };
+        let targets = Targets {
+            mean: &mu,
+            std: &sigma,
+            skew: Some(&gamma),
+        };
 
         // Stage 3: group sampling, joint (the paper) and per-dimension (ours).
         let cfg = Config::new(seed ^ u64::from(c), ipc, DIMS, Loss::Paper, Lambdas::PAPER)?;
@@ -104,7 +125,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut latents = vec![0.0f32; ipc * DIMS];
             select::to_latents(&targets, g, &mut latents)?;
             let mut eps = vec![0.0f32; ipc * DIMS];
-            ddim::sample(&mut model, &schedule, &grid, &mut latents, &vec![c; ipc], &mut eps)?;
+            ddim::sample(
+                &mut model,
+                &schedule,
+                &grid,
+                &mut latents,
+                &vec![c; ipc],
+                &mut eps,
+            )?;
             let mse = (0..DIMS)
                 .map(|d| {
                     let mean = (0..ipc).map(|i| latents[i * DIMS + d]).sum::<f32>() / ipc as f32;

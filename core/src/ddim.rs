@@ -418,9 +418,17 @@ impl<P: NoisePredictor> NoisePredictor for Guided<'_, P> {
             .into());
         }
         let need = 2 * len;
-        for (what, got) in [("guidance latents scratch", self.latents.len()), ("guidance eps scratch", self.eps.len())] {
+        for (what, got) in [
+            ("guidance latents scratch", self.latents.len()),
+            ("guidance eps scratch", self.eps.len()),
+        ] {
             if got < need {
-                return Err(Error::BufferLength { what, expected: need, got }.into());
+                return Err(Error::BufferLength {
+                    what,
+                    expected: need,
+                    got,
+                }
+                .into());
             }
         }
         if self.classes.len() < 2 * b {

@@ -73,7 +73,10 @@ impl fmt::Display for Error {
         match *self {
             Error::ZeroSteps => f.write_str("zero steps requested"),
             Error::TooManySteps { requested, max } => {
-                write!(f, "{requested} steps requested, at most {max} are supported")
+                write!(
+                    f,
+                    "{requested} steps requested, at most {max} are supported"
+                )
             }
             Error::InvalidBetas => f.write_str("betas must lie in (0, 1) with start <= end"),
             Error::GridTooFine { steps, train_steps } => write!(
@@ -81,7 +84,10 @@ impl fmt::Display for Error {
                 "{steps} inference steps exceed the schedule's {train_steps} training steps"
             ),
             Error::NonIncreasingGrid { index } => {
-                write!(f, "timestep grid is not strictly increasing at index {index}")
+                write!(
+                    f,
+                    "timestep grid is not strictly increasing at index {index}"
+                )
             }
             Error::TimestepOutOfRange { t, train_steps } => write!(
                 f,
@@ -93,7 +99,10 @@ impl fmt::Display for Error {
                 got,
             } => write!(f, "{what}: expected length {expected}, got {got}"),
             Error::SubsetTooSmall { n, need } => {
-                write!(f, "subset size {n} is too small: this needs at least {need}")
+                write!(
+                    f,
+                    "subset size {n} is too small: this needs at least {need}"
+                )
             }
             Error::PerDimNeedsSeparableLoss => f.write_str(
                 "per-dimension selection needs the paper's loss (a sum over dimensions)",

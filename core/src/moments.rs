@@ -149,7 +149,7 @@ impl<S: AsRef<[f64]> + AsMut<[f64]>> Moments<S> {
 
     /// Add every sample of a row-major batch (`rows · dims` values).
     pub fn add_batch(&mut self, batch: &[f32]) -> Result<(), Error> {
-        if self.dims == 0 || batch.len() % self.dims != 0 {
+        if self.dims == 0 || !batch.len().is_multiple_of(self.dims) {
             return Err(Error::BufferLength {
                 what: "batch (a multiple of dims)",
                 expected: self.dims * (batch.len() / self.dims.max(1)),
@@ -167,7 +167,10 @@ impl<S: AsRef<[f64]> + AsMut<[f64]>> Moments<S> {
     /// with `n = na + nb` and `δ = μb − μa`:
     /// `μ = μa + δ·nb/n`, `M2 = M2a + M2b + δ²·na·nb/n`,
     /// `M3 = M3a + M3b + δ³·na·nb·(na − nb)/n² + 3δ·(na·M2b − nb·M2a)/n`.
-    pub fn merge<T: AsRef<[f64]> + AsMut<[f64]>>(&mut self, other: &Moments<T>) -> Result<(), Error> {
+    pub fn merge<T: AsRef<[f64]> + AsMut<[f64]>>(
+        &mut self,
+        other: &Moments<T>,
+    ) -> Result<(), Error> {
         if other.dims != self.dims {
             return Err(Error::BufferLength {
                 what: "merged moments dims",
@@ -210,7 +213,12 @@ impl<S: AsRef<[f64]> + AsMut<[f64]>> Moments<S> {
         if i >= self.dims {
             return None;
         }
-        Some(summarize(self.count, self.mean()[i], self.m2()[i], self.m3()[i]))
+        Some(summarize(
+            self.count,
+            self.mean()[i],
+            self.m2()[i],
+            self.m3()[i],
+        ))
     }
 
     /// Write μ, σ (population or unbiased) and γ of every dimension into the given slices
@@ -222,7 +230,11 @@ impl<S: AsRef<[f64]> + AsMut<[f64]>> Moments<S> {
         std: &mut [f32],
         skew: &mut [f32],
     ) -> Result<(), Error> {
-        for (what, got) in [("mean", mean.len()), ("std", std.len()), ("skew", skew.len())] {
+        for (what, got) in [
+            ("mean", mean.len()),
+            ("std", std.len()),
+            ("skew", skew.len()),
+        ] {
             if got != self.dims {
                 return Err(Error::BufferLength {
                     what,
@@ -252,7 +264,11 @@ pub fn summarize(count: u64, mean: f64, m2: f64, m3: f64) -> Summary {
     };
     let skewness = if count < 3 || m2 == 0.0 {
         // Undefined; report 0 (a symmetric target), but keep NaN from poisoned input visible.
-        if m2.is_nan() || m3.is_nan() { f64::NAN } else { 0.0 }
+        if m2.is_nan() || m3.is_nan() {
+            f64::NAN
+        } else {
+            0.0
+        }
     } else {
         let g1 = (m3 / n) / libm::pow(m2 / n, 1.5);
         libm::sqrt(n * (n - 1.0)) / (n - 2.0) * g1

@@ -216,7 +216,11 @@ impl Timesteps {
                 // numpy's linspace is `k · step` with `step = (N − 1)/(n − 1)`; the order of
                 // operations matters where a point lands on .5 (e.g. 999·15/30).
                 Spacing::Linspace => {
-                    let step = if steps == 1 { 0.0 } else { (nf - 1.0) / (sf - 1.0) };
+                    let step = if steps == 1 {
+                        0.0
+                    } else {
+                        (nf - 1.0) / (sf - 1.0)
+                    };
                     round_half_even(kf * step)
                 }
             };

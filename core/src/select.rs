@@ -72,9 +72,11 @@ impl Targets<'_> {
         }
         for d in 0..dims {
             let g = self.skew.map_or(0.0, |s| s[d]);
-            if !(self.mean[d].is_finite() && self.std[d].is_finite() && self.std[d] >= 0.0)
-                || !g.is_finite()
-            {
+            let ok = self.mean[d].is_finite()
+                && self.std[d].is_finite()
+                && self.std[d] >= 0.0
+                && g.is_finite();
+            if !ok {
                 return Err(Error::InvalidTarget { dim: d });
             }
         }
@@ -329,7 +331,7 @@ pub fn draw_candidate(cfg: &Config, k: u64, g: &mut [f32]) -> Result<(), Error> 
 /// `ẑ_i = μ + σ ⊙ g_i` for every row of `g`, written into `out` (both `n · dims`).
 pub fn to_latents(targets: &Targets<'_>, g: &[f32], out: &mut [f32]) -> Result<(), Error> {
     let dims = targets.dims();
-    if dims == 0 || g.len() != out.len() || g.len() % dims != 0 {
+    if dims == 0 || g.len() != out.len() || !g.len().is_multiple_of(dims) {
         return Err(Error::BufferLength {
             what: "latents out",
             expected: g.len(),
@@ -364,7 +366,13 @@ impl Best {
     /// The better of two: lower loss, ties to the lower index. A NaN loss counts as `+∞`.
     #[inline]
     pub fn merge(self, other: Best) -> Best {
-        let key = |b: &Best| if b.loss.is_nan() { f64::INFINITY } else { b.loss };
+        let key = |b: &Best| {
+            if b.loss.is_nan() {
+                f64::INFINITY
+            } else {
+                b.loss
+            }
+        };
         let (a, b) = (key(&self), key(&other));
         if b < a || (b == a && other.index < self.index) {
             other

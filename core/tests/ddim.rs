@@ -1,9 +1,9 @@
 //! DDIM steps and loops: exact round trips, the paper's two-line form, the released-code plan,
 //! guidance and error paths.
 
+use d3hr_core::NoisePredictor;
 use d3hr_core::ddim::{self, Guidance, Guided, Plan, RunError, Step};
 use d3hr_core::schedule::{NoiseSchedule, Spacing, Timesteps};
-use d3hr_core::NoisePredictor;
 use proptest::prelude::*;
 
 /// ε depends on the timestep, the class and the position, never on x: then a DDIM step is an
@@ -18,7 +18,13 @@ impl NoisePredictor for XFree {
     fn latent_len(&self) -> usize {
         self.dims
     }
-    fn predict(&mut self, x: &[f32], t: u32, c: &[u32], eps: &mut [f32]) -> Result<(), Self::Error> {
+    fn predict(
+        &mut self,
+        x: &[f32],
+        t: u32,
+        c: &[u32],
+        eps: &mut [f32],
+    ) -> Result<(), Self::Error> {
         assert_eq!(x.len(), c.len() * self.dims);
         self.calls += 1;
         for (b, chunk) in eps.chunks_mut(self.dims).enumerate() {
@@ -81,19 +87,53 @@ fn released_code_sampling_plan() {
     let plan = Plan::released_code_sampling(1000, 50, 620).unwrap();
     let steps = plan.steps();
     assert_eq!(steps.len(), 32);
-    assert_eq!(steps[0], Step { t: 620, from: 620, to: 600 });
-    assert_eq!(steps[30], Step { t: 20, from: 20, to: 1 });
-    assert_eq!(steps[31], Step { t: 0, from: 0, to: 1 });
+    assert_eq!(
+        steps[0],
+        Step {
+            t: 620,
+            from: 620,
+            to: 600
+        }
+    );
+    assert_eq!(
+        steps[30],
+        Step {
+            t: 20,
+            from: 20,
+            to: 1
+        }
+    );
+    assert_eq!(
+        steps[31],
+        Step {
+            t: 0,
+            from: 0,
+            to: 1
+        }
+    );
     // The inversion it pairs with ends one grid step lower, at 600.
-    let inv = Timesteps::new(Spacing::Leading, 1000, 50, 0).unwrap().prefix(30).unwrap();
+    let inv = Timesteps::new(Spacing::Leading, 1000, 50, 0)
+        .unwrap()
+        .prefix(30)
+        .unwrap();
     let inv = Plan::inversion(&inv).unwrap();
     assert_eq!(inv.steps().len(), 30);
-    assert_eq!(inv.steps()[29], Step { t: 600, from: 580, to: 600 });
+    assert_eq!(
+        inv.steps()[29],
+        Step {
+            t: 600,
+            from: 580,
+            to: 600
+        }
+    );
 }
 
 #[test]
 fn sampling_plan_reverses_inversion() {
-    let g = Timesteps::new(Spacing::Leading, 1000, 50, 0).unwrap().prefix(31).unwrap();
+    let g = Timesteps::new(Spacing::Leading, 1000, 50, 0)
+        .unwrap()
+        .prefix(31)
+        .unwrap();
     let inv = Plan::inversion(&g).unwrap();
     let smp = Plan::sampling(&g).unwrap();
     assert_eq!(inv.steps().len(), 31);
@@ -142,7 +182,13 @@ fn errors_instead_of_panics() {
     let mut x = vec![0.0; 5];
     let mut e = vec![0.0; 5];
     let r = ddim::invert(&mut p, &sched, &g, &mut x, &[0, 1], &mut e);
-    assert!(matches!(r, Err(RunError::Core(d3hr_core::Error::BufferLength { what: "latents", .. }))));
+    assert!(matches!(
+        r,
+        Err(RunError::Core(d3hr_core::Error::BufferLength {
+            what: "latents",
+            ..
+        }))
+    ));
     assert_eq!(p.calls, 0);
 
     struct Failing;
@@ -151,7 +197,13 @@ fn errors_instead_of_panics() {
         fn latent_len(&self) -> usize {
             1
         }
-        fn predict(&mut self, _: &[f32], _: u32, _: &[u32], _: &mut [f32]) -> Result<(), Self::Error> {
+        fn predict(
+            &mut self,
+            _: &[f32],
+            _: u32,
+            _: &[u32],
+            _: &mut [f32],
+        ) -> Result<(), Self::Error> {
             Err("boom")
         }
     }
@@ -161,7 +213,10 @@ fn errors_instead_of_panics() {
     // A schedule with fewer steps than the grid's timesteps.
     let short = NoiseSchedule::new(d3hr_core::schedule::BetaSchedule::DIT, 100).unwrap();
     let r = ddim::invert(&mut p, &short, &g, &mut [0.0; 3], &[0], &mut [0.0; 3]);
-    assert!(matches!(r, Err(RunError::Core(d3hr_core::Error::TimestepOutOfRange { .. }))));
+    assert!(matches!(
+        r,
+        Err(RunError::Core(d3hr_core::Error::TimestepOutOfRange { .. }))
+    ));
     let one = Timesteps::from_list(&[5], 1000).unwrap();
     assert!(Plan::inversion(&one).is_err());
 }
@@ -174,7 +229,11 @@ fn ddpm_forward_moves_towards_noise() {
     ddim::ddpm_forward(&mut z, 0.25, &mut rng);
     let n = z.len() as f64;
     let mean = z.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = z.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    let var = z
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     // √0.25·3 = 1.5 and variance 1 − 0.25.
     assert!((mean - 1.5).abs() < 0.03, "{mean}");
     assert!((var - 0.75).abs() < 0.03, "{var}");

@@ -51,7 +51,11 @@ fn latents(cfg: &Config, p: &Problem, k: u64) -> Vec<Vec<f64>> {
 /// Paper Eq. 6–8 for one dimension, computed from the latents as written in the paper.
 fn naive_paper_dim(z: &[Vec<f64>], p: &Problem, d: usize, l: Lambdas) -> f64 {
     let n = z.len() as f64;
-    let (mu, sigma, gamma) = (f64::from(p.mean[d]), f64::from(p.std[d]), f64::from(p.skew[d]));
+    let (mu, sigma, gamma) = (
+        f64::from(p.mean[d]),
+        f64::from(p.std[d]),
+        f64::from(p.skew[d]),
+    );
     let mean = z.iter().map(|r| r[d]).sum::<f64>() / n;
     let l_mu = (mean - mu).powi(2);
     let l_sigma = ((z.iter().map(|r| (r[d] - mu).powi(2)).sum::<f64>() / n).sqrt() - sigma).powi(2);
@@ -79,7 +83,8 @@ fn naive_released(z: &[Vec<f64>], p: &Problem, l: Lambdas) -> f64 {
     for r in z {
         let mean = r.iter().sum::<f64>() / df;
         let std = (r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (df - 1.0)).sqrt();
-        let s = df / ((df - 1.0) * (df - 2.0)) * r.iter().map(|v| ((v - mean) / std).powi(3)).sum::<f64>();
+        let s = df / ((df - 1.0) * (df - 2.0))
+            * r.iter().map(|v| ((v - mean) / std).powi(3)).sum::<f64>();
         sk += s * s;
     }
     l.mu * md.sqrt() + l.sigma * sd.sqrt() + l.gamma * sk.sqrt()
@@ -94,10 +99,18 @@ fn naive_loss(cfg: &Config, p: &Problem, k: u64, l: Lambdas) -> f64 {
 }
 
 fn case() -> impl Strategy<Value = (usize, usize, u64, u64, bool, Problem)> {
-    (1usize..7, 3usize..12, 1u64..40, any::<u64>(), any::<bool>())
-        .prop_flat_map(|(n, dims, m, seed, released)| {
-            (Just(n), Just(dims), Just(m), Just(seed), Just(released), problem(dims))
-        })
+    (1usize..7, 3usize..12, 1u64..40, any::<u64>(), any::<bool>()).prop_flat_map(
+        |(n, dims, m, seed, released)| {
+            (
+                Just(n),
+                Just(dims),
+                Just(m),
+                Just(seed),
+                Just(released),
+                problem(dims),
+            )
+        },
+    )
 }
 
 proptest! {
@@ -178,11 +191,14 @@ fn same_result_for_any_thread_count() {
                     let (cfg, p) = (&cfg, &p);
                     s.spawn(move || {
                         let mut sc = Scratch::new(cfg);
-                        select::search_joint(cfg, &p.targets(), split_range(m, threads, i), &mut sc).unwrap()
+                        select::search_joint(cfg, &p.targets(), split_range(m, threads, i), &mut sc)
+                            .unwrap()
                     })
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).fold(Best::NONE, Best::merge)
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .fold(Best::NONE, Best::merge)
         })
     };
     let one = joint(1);
@@ -198,9 +214,17 @@ fn same_result_for_any_thread_count() {
                     let (cfg, p) = (&cfg, &p);
                     s.spawn(move || {
                         let mut sc = Scratch::new(cfg);
-                        let (mut a, mut b, mut c) = (vec![0; dims], vec![0.0; dims], vec![0.0; n * dims]);
+                        let (mut a, mut b, mut c) =
+                            (vec![0; dims], vec![0.0; dims], vec![0.0; n * dims]);
                         let mut best = PerDimBest::new(cfg, &mut a, &mut b, &mut c).unwrap();
-                        select::search_per_dim(cfg, &p.targets(), split_range(m, threads, i), &mut sc, &mut best).unwrap();
+                        select::search_per_dim(
+                            cfg,
+                            &p.targets(),
+                            split_range(m, threads, i),
+                            &mut sc,
+                            &mut best,
+                        )
+                        .unwrap();
                         (a, b, c)
                     })
                 })
@@ -223,10 +247,25 @@ fn same_result_for_any_thread_count() {
 
 #[test]
 fn gamma_term_dropped_below_three() {
-    assert!(Config::new(0, 2, 8, Loss::Paper, Lambdas::PAPER).unwrap().gamma_dropped());
-    assert!(!Config::new(0, 3, 8, Loss::Paper, Lambdas::PAPER).unwrap().gamma_dropped());
-    let no_gamma = Lambdas { gamma: 0.0, ..Lambdas::PAPER };
-    assert!(!Config::new(0, 1, 8, Loss::Paper, no_gamma).unwrap().gamma_dropped());
+    assert!(
+        Config::new(0, 2, 8, Loss::Paper, Lambdas::PAPER)
+            .unwrap()
+            .gamma_dropped()
+    );
+    assert!(
+        !Config::new(0, 3, 8, Loss::Paper, Lambdas::PAPER)
+            .unwrap()
+            .gamma_dropped()
+    );
+    let no_gamma = Lambdas {
+        gamma: 0.0,
+        ..Lambdas::PAPER
+    };
+    assert!(
+        !Config::new(0, 1, 8, Loss::Paper, no_gamma)
+            .unwrap()
+            .gamma_dropped()
+    );
     assert_eq!(
         Config::new(0, 1, 8, Loss::ReleasedCode, Lambdas::RELEASED_CODE),
         Err(Error::SubsetTooSmall { n: 1, need: 2 })
@@ -237,32 +276,70 @@ fn gamma_term_dropped_below_three() {
 fn invalid_input_is_an_error() {
     assert!(Config::new(0, 0, 8, Loss::Paper, Lambdas::PAPER).is_err());
     assert!(Config::new(0, 3, 0, Loss::Paper, Lambdas::PAPER).is_err());
-    let bad = Lambdas { mu: f64::NAN, ..Lambdas::PAPER };
-    assert_eq!(Config::new(0, 3, 8, Loss::Paper, bad), Err(Error::InvalidLambda));
+    let bad = Lambdas {
+        mu: f64::NAN,
+        ..Lambdas::PAPER
+    };
+    assert_eq!(
+        Config::new(0, 3, 8, Loss::Paper, bad),
+        Err(Error::InvalidLambda)
+    );
     let cfg = Config::new(0, 3, 2, Loss::Paper, Lambdas::PAPER).unwrap();
     let mut sc = Scratch::new(&cfg);
-    let t = Targets { mean: &[0.0, f32::NAN], std: &[1.0, 1.0], skew: None };
-    assert_eq!(select::search_joint(&cfg, &t, 0..4, &mut sc), Err(Error::InvalidTarget { dim: 1 }));
-    let t = Targets { mean: &[0.0], std: &[1.0], skew: None };
-    assert!(matches!(select::search_joint(&cfg, &t, 0..4, &mut sc), Err(Error::BufferLength { .. })));
-    let t = Targets { mean: &[0.0, 0.0], std: &[1.0, 1.0], skew: None };
+    let t = Targets {
+        mean: &[0.0, f32::NAN],
+        std: &[1.0, 1.0],
+        skew: None,
+    };
+    assert_eq!(
+        select::search_joint(&cfg, &t, 0..4, &mut sc),
+        Err(Error::InvalidTarget { dim: 1 })
+    );
+    let t = Targets {
+        mean: &[0.0],
+        std: &[1.0],
+        skew: None,
+    };
+    assert!(matches!(
+        select::search_joint(&cfg, &t, 0..4, &mut sc),
+        Err(Error::BufferLength { .. })
+    ));
+    let t = Targets {
+        mean: &[0.0, 0.0],
+        std: &[1.0, 1.0],
+        skew: None,
+    };
     let mut small = Scratch::with_storage(vec![0.0f32; 3]);
-    assert!(matches!(select::search_joint(&cfg, &t, 0..4, &mut small), Err(Error::BufferLength { .. })));
+    assert!(matches!(
+        select::search_joint(&cfg, &t, 0..4, &mut small),
+        Err(Error::BufferLength { .. })
+    ));
     let released = Config::new(0, 3, 4, Loss::ReleasedCode, Lambdas::RELEASED_CODE).unwrap();
     let (mut a, mut b, mut c) = (vec![0; 4], vec![0.0; 4], vec![0.0; 12]);
     let mut best = PerDimBest::new(&released, &mut a, &mut b, &mut c).unwrap();
-    let t4 = Targets { mean: &[0.0; 4], std: &[1.0; 4], skew: None };
+    let t4 = Targets {
+        mean: &[0.0; 4],
+        std: &[1.0; 4],
+        skew: None,
+    };
     let mut sc = Scratch::new(&released);
     assert_eq!(
         select::search_per_dim(&released, &t4, 0..3, &mut sc, &mut best),
         Err(Error::PerDimNeedsSeparableLoss)
     );
-    assert_eq!(select::search_joint(&cfg, &t, 5..5, &mut Scratch::new(&cfg)), Ok(Best::NONE));
+    assert_eq!(
+        select::search_joint(&cfg, &t, 5..5, &mut Scratch::new(&cfg)),
+        Ok(Best::NONE)
+    );
 }
 
 #[test]
 fn latents_are_mean_plus_std_times_normals() {
-    let t = Targets { mean: &[1.0, -2.0], std: &[0.5, 3.0], skew: None };
+    let t = Targets {
+        mean: &[1.0, -2.0],
+        std: &[0.5, 3.0],
+        skew: None,
+    };
     let mut out = [0.0f32; 4];
     select::to_latents(&t, &[2.0, 1.0, -1.0, 0.0], &mut out).unwrap();
     assert_eq!(out, [2.0, 1.0, 0.5, -2.0]);

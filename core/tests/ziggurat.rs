@@ -38,7 +38,9 @@ fn samples(which: &str, n: usize, seed: u64) -> Vec<f64> {
             ziggurat::fill_f32(&mut rng, &mut v);
             v.into_iter().map(f64::from).collect()
         }
-        "normal_f32" => (0..n).map(|_| f64::from(ziggurat::normal_f32(&mut rng))).collect(),
+        "normal_f32" => (0..n)
+            .map(|_| f64::from(ziggurat::normal_f32(&mut rng)))
+            .collect(),
         "normal_f64" => (0..n).map(|_| ziggurat::normal_f64(&mut rng)).collect(),
         "fill_f64" => {
             let mut v = vec![0.0f64; n];
@@ -59,7 +61,8 @@ fn layers_have_equal_area() {
     assert_eq!(x[256], 0.0);
     assert_eq!(x[1], TAIL_START);
     // Base layer: rectangle under f(R) plus the tail.
-    let tail = (std::f64::consts::PI / 2.0).sqrt() * libm::erfc(TAIL_START / std::f64::consts::SQRT_2);
+    let tail =
+        (std::f64::consts::PI / 2.0).sqrt() * libm::erfc(TAIL_START / std::f64::consts::SQRT_2);
     assert!((TAIL_START * f(TAIL_START) + tail - v).abs() < 1e-12);
     assert!((x[0] * f(TAIL_START) - v).abs() < 1e-12);
     for i in 1..256 {
@@ -92,7 +95,11 @@ fn kolmogorov_smirnov_against_normal_cdf() {
     for (k, which) in KINDS.iter().enumerate() {
         let mut xs = samples(which, n, 100 + k as u64);
         let d = ks(&mut xs, phi);
-        assert!(d < ks_crit(n), "{which}: KS D = {d}, critical {}", ks_crit(n));
+        assert!(
+            d < ks_crit(n),
+            "{which}: KS D = {d}, critical {}",
+            ks_crit(n)
+        );
     }
 }
 
@@ -114,11 +121,17 @@ fn tail_beyond_last_layer() {
             tail.len()
         );
         let pos = xs.iter().filter(|&&x| x > r).count() as f64;
-        assert!((pos / tail.len() as f64 - 0.5).abs() < 0.1, "{which}: tail sign balance");
+        assert!(
+            (pos / tail.len() as f64 - 0.5).abs() < 0.1,
+            "{which}: tail sign balance"
+        );
         let sr = 1.0 - phi(r);
         let d = ks(&mut tail, |x| (phi(x) - phi(r)) / sr);
         assert!(d < ks_crit(tail.len()), "{which}: tail KS D = {d}");
-        assert!(tail.iter().any(|&x| x > 4.5), "{which}: no sample beyond 4.5");
+        assert!(
+            tail.iter().any(|&x| x > 4.5),
+            "{which}: no sample beyond 4.5"
+        );
     }
 }
 
@@ -130,7 +143,10 @@ fn value_stability() {
     let mut rng = Pcg64::seed_from_u64(0x5eed);
     let mut v = [0.0f32; 131];
     ziggurat::fill_f32(&mut rng, &mut v);
-    let picked: Vec<f32> = [0, 1, 63, 64, 127, 128, 129, 130].iter().map(|&i| v[i]).collect();
+    let picked: Vec<f32> = [0, 1, 63, 64, 127, 128, 129, 130]
+        .iter()
+        .map(|&i| v[i])
+        .collect();
     let sum: f64 = v.iter().map(|&x| f64::from(x)).sum();
     let f32s: Vec<f32> = (0..4).map(|_| ziggurat::normal_f32(&mut rng)).collect();
     let f64s: Vec<f64> = (0..4).map(|_| ziggurat::normal_f64(&mut rng)).collect();
@@ -141,7 +157,14 @@ fn value_stability() {
 }
 
 const FILL_F32: [f32; 8] = [
-    -0.74321264, -0.5478239, 1.1654677, 0.41410673, 1.4245337, 0.7025377, 1.3082776, -1.980938,
+    -0.74321264,
+    -0.5478239,
+    1.1654677,
+    0.41410673,
+    1.4245337,
+    0.7025377,
+    1.3082776,
+    -1.980938,
 ];
 const FILL_SUM: f64 = 5.859537254087627;
 const NORMAL_F32: [f32; 4] = [-0.22742338, -0.21744509, 0.03708995, 1.1950448];

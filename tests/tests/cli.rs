@@ -27,5 +27,8 @@ fn version_and_unimplemented_commands() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("d3hr-cli "));
     let out = Command::new(&exe).arg("distill").output().expect("run");
-    assert!(!out.status.success(), "an unimplemented command must not report success");
+    assert!(
+        !out.status.success(),
+        "an unimplemented command must not report success"
+    );
 }
