@@ -20,7 +20,7 @@ use std::hint::black_box;
 
 mod naive {
     //! The baseline: what a straightforward port of the paper's selection does.
-    include!("naive.rs");
+    include!("common/naive.rs");
 }
 
 fn bench_ziggurat(c: &mut Criterion) {

@@ -12,7 +12,7 @@ use d3hr_core::select::{self, Best, Config, Lambdas, Loss, PerDimBest, Scratch, 
 use std::time::Instant;
 
 mod naive {
-    include!("naive.rs");
+    include!("common/naive.rs");
 }
 
 fn threads() -> u64 {

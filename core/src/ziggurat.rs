@@ -69,12 +69,13 @@ fn signed_f64(x: f64, bits: u64) -> f64 {
 }
 
 /// The fast-path value of an f32 try and whether the try missed the fast path (the value is
-/// then meaningless).
+/// then meaningless). The f32 tables are indexed by layer and sign bit together, so the sign
+/// costs nothing.
 #[inline(always)]
 fn fast_or_miss_f32(bits: u32) -> (f32, bool) {
-    let i = bits as usize & MASK;
+    let j = bits as usize & (2 * ZIG_LAYERS - 1);
     let m = bits >> SHIFT32;
-    (signed_f32(m as f32 * ZIG_W32[i], bits), m >= ZIG_K32[i])
+    (m as f32 * ZIG_W32[j], m >= ZIG_K32[j])
 }
 
 /// Finish an f32 try that missed the fast path, drawing more words from `rng` until a value is
@@ -84,7 +85,7 @@ fn fast_or_miss_f32(bits: u32) -> (f32, bool) {
 fn finish_f32<R: Rng + ?Sized>(mut bits: u32, rng: &mut R) -> f32 {
     loop {
         let i = bits as usize & MASK;
-        let x = (bits >> SHIFT32) as f32 * ZIG_W32[i];
+        let x = (bits >> SHIFT32) as f32 * ZIG_W32[i].abs();
         if i == 0 {
             return signed_f32(tail(rng) as f32, bits);
         }
