@@ -42,6 +42,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--bf16", type=int, default=0,
                    help="1 = bf16 autocast for the forward pass (very slow for convs on AVX2-only CPUs)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--init", default="",
+                   help="optional checkpoint to continue from (weights only; the lr schedule restarts)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--log-every", type=int, default=100, help="log interval in steps")
     p.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
@@ -93,6 +95,12 @@ def main() -> None:
     vae = KLVAE(VAEConfig(base_channels=args.base_channels,
                               ch_mult=tuple(int(c) for c in args.ch_mult.split(",")),
                               unshuffle=args.unshuffle))
+    prev_steps = 0
+    if args.init:
+        ckpt = torch.load(args.init, map_location="cpu", weights_only=True)
+        vae.load_state_dict(ckpt["state_dict"])
+        prev_steps = int(ckpt.get("total_steps", ckpt.get("step", 0)))
+        log(f"continuing from {args.init} ({prev_steps} steps)")
     n_params = sum(p.numel() for p in vae.parameters())
     log(f"VAE params: {n_params:,} (encoder {sum(p.numel() for p in vae.encoder.parameters()):,})")
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
@@ -135,7 +143,7 @@ def main() -> None:
                 f"kl {run_kl / args.log_every:.1f} elapsed {timer.elapsed() / 60:.1f} min")
             run_mse = run_kl = 0.0
         if step % args.save_every == 0:
-            save(vae, args.out, {"step": step, "finished": False})
+            save(vae, args.out, {"step": step, "total_steps": prev_steps + step, "finished": False})
 
     train_minutes = timer.elapsed() / 60
     p_crop, p_full = evaluate(vae, x_test)
@@ -144,7 +152,7 @@ def main() -> None:
     log(f"done: {step} steps in {train_minutes:.1f} min; test PSNR {p_crop:.2f} dB (28x28 crop), "
         f"{p_full:.2f} dB (32x32); latent std {std:.4f} -> scaling_factor {1 / std:.5f}")
     save(vae, args.out, {
-        "step": step, "finished": True, "train_minutes": train_minutes,
+        "step": step, "total_steps": prev_steps + step, "finished": True, "train_minutes": train_minutes,
         "test_psnr_crop28": p_crop, "test_psnr_full32": p_full, "latent_std": std,
         "args": vars(args),
     })
