@@ -1,0 +1,123 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong between a `.onnx` file and a prediction. Messages name the file
+/// and the offending input, output, key or value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No ONNX Runtime shared library was found.
+    #[error(
+        "ONNX Runtime library not found (looked at: {tried}).\n\
+         Install it with `python3 -m pip install onnxruntime=={pinned}` (CPU) or \
+         `python3 -m pip install onnxruntime-gpu=={pinned}` (CUDA), or point ORT_DYLIB_PATH at \
+         libonnxruntime.so / onnxruntime.dll / libonnxruntime.dylib"
+    )]
+    LibraryNotFound {
+        /// What was searched, in order.
+        tried: String,
+        /// The tested ONNX Runtime version.
+        pinned: &'static str,
+    },
+    /// The library was found but could not be loaded or initialised.
+    #[error("cannot load ONNX Runtime from {path}: {message}")]
+    LoadLibrary {
+        /// The library file.
+        path: PathBuf,
+        /// ONNX Runtime's or the loader's message.
+        message: String,
+    },
+    /// The model file is missing or unreadable.
+    #[error("cannot read model {path}: {source}")]
+    Io {
+        /// The model file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// ONNX Runtime refused the model (truncated or not an ONNX file, unsupported operator…).
+    #[error("cannot load model {path}: {message}")]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// The graph's inputs or outputs are not the ones this kind of graph must have.
+    #[error("{path}: {what}: expected {expected}, found {found}")]
+    Interface {
+        /// The model file.
+        path: PathBuf,
+        /// Which part of the interface (inputs, outputs, an input's type or shape…).
+        what: String,
+        /// What d3hr needs.
+        expected: String,
+        /// What the graph declares.
+        found: String,
+    },
+    /// A metadata property is missing or malformed.
+    #[error("{path}: metadata property `{key}` {problem}")]
+    Metadata {
+        /// The model file.
+        path: PathBuf,
+        /// The property.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The requested execution provider could not be registered.
+    #[error(
+        "{path}: cannot use the {provider} execution provider: {message}. \
+         CUDA needs the onnxruntime-gpu wheel and matching CUDA/cuDNN libraries on the library path; \
+         use `--ep cpu` to run on the CPU"
+    )]
+    Provider {
+        /// The model file.
+        path: PathBuf,
+        /// The provider.
+        provider: &'static str,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// A class id the model has no embedding for.
+    #[error(
+        "{path}: class id {class} is out of range: the model has {num_classes} classes (0..{num_classes}, null class {null_class})"
+    )]
+    ClassOutOfRange {
+        /// The model file.
+        path: PathBuf,
+        /// The offending id.
+        class: u32,
+        /// Classes of the model.
+        num_classes: u32,
+        /// Its null class.
+        null_class: u32,
+    },
+    /// A batch whose buffers do not have the sizes the graph needs.
+    #[error("{path}: {what} holds {got} values, expected {expected} ({detail})")]
+    Batch {
+        /// The model file.
+        path: PathBuf,
+        /// Which buffer.
+        what: &'static str,
+        /// Values expected.
+        expected: usize,
+        /// Values passed.
+        got: usize,
+        /// The shape behind the expectation.
+        detail: String,
+    },
+    /// ONNX Runtime failed while running the graph.
+    #[error("{path}: inference failed: {message}")]
+    Run {
+        /// The model file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// Invalid settings (guidance scale, thread count…).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
