@@ -1,0 +1,383 @@
+//! Datasets: IDX files (MNIST / Fashion-MNIST, gzipped or not) and ImageFolder trees, the class
+//! list, sharding, and the conversion of one image to the VAE's input.
+
+use anyhow::{Context, Result, anyhow, bail};
+use image::{DynamicImage, GrayImage, imageops::FilterType};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Debian's `dataset-fashion-mnist` training images: the default `--data`.
+pub const DEFAULT_DATA: &str = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+/// One class of the (filtered) dataset.
+#[derive(Debug, Clone)]
+pub struct Class {
+    /// Class id as the model sees it.
+    pub id: u32,
+    /// Output folder name: the ImageFolder sub-folder (e.g. an ImageNet wnid) or the id.
+    pub name: String,
+    /// The images of this class (after `--shard` and `--limit-per-class`).
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// Image `i` of the IDX file.
+    Idx(usize),
+    /// An image file.
+    File(PathBuf),
+}
+
+/// IDX pixel data shared with the decoding thread.
+#[derive(Debug)]
+pub struct IdxImages {
+    pub rows: usize,
+    pub cols: usize,
+    pub pixels: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Dataset {
+    /// What `--data` pointed at.
+    pub source: PathBuf,
+    pub kind: &'static str,
+    pub classes: Vec<Class>,
+    pub idx: Option<Arc<IdxImages>>,
+}
+
+/// Parsed `--classes` (`a..b` or `a,b,c`).
+pub fn parse_classes(spec: &str) -> Result<Vec<u32>> {
+    let bad = || anyhow!("--classes `{spec}`: expected `a..b` (end exclusive) or `a,b,c`");
+    if let Some((a, b)) = spec.split_once("..") {
+        let (a, b): (u32, u32) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a >= b {
+            return Err(bad());
+        }
+        return Ok((a..b).collect());
+    }
+    spec.split(',')
+        .map(|v| v.trim().parse().map_err(|_| bad()))
+        .collect()
+}
+
+/// Parsed `--shard i/n`.
+pub fn parse_shard(spec: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow!("--shard `{spec}`: expected `i/n` with 0 <= i < n");
+    let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: not a valid gzip file", path.display()))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// The labels file next to an IDX images file: `…images-idx3-ubyte…` → `…labels-idx1-ubyte…`.
+fn labels_path(images: &Path) -> Result<PathBuf> {
+    let name = images
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if !name.contains("images-idx3-ubyte") {
+        bail!(
+            "{}: an IDX images file must be named like `train-images-idx3-ubyte[.gz]` so that its labels file can be found",
+            images.display()
+        );
+    }
+    let labels = images.with_file_name(name.replace("images-idx3-ubyte", "labels-idx1-ubyte"));
+    if !labels.exists() {
+        bail!(
+            "{}: labels file {} not found",
+            images.display(),
+            labels.display()
+        );
+    }
+    Ok(labels)
+}
+
+fn open_idx(path: &Path) -> Result<(Arc<IdxImages>, Vec<u8>)> {
+    let img = read_maybe_gz(path)?;
+    if img.len() < 16 || be_u32(&img, 0) != 0x0803 {
+        bail!(
+            "{}: not an IDX images file (magic 0x00000803)",
+            path.display()
+        );
+    }
+    let (n, rows, cols) = (
+        be_u32(&img, 4) as usize,
+        be_u32(&img, 8) as usize,
+        be_u32(&img, 12) as usize,
+    );
+    if img.len() != 16 + n * rows * cols {
+        bail!(
+            "{}: truncated: header says {n} images of {rows}x{cols}",
+            path.display()
+        );
+    }
+    let lp = labels_path(path)?;
+    let lab = read_maybe_gz(&lp)?;
+    if lab.len() < 8
+        || be_u32(&lab, 0) != 0x0801
+        || be_u32(&lab, 4) as usize != n
+        || lab.len() != 8 + n
+    {
+        bail!("{}: not an IDX labels file for {n} images", lp.display());
+    }
+    Ok((
+        Arc::new(IdxImages {
+            rows,
+            cols,
+            pixels: img[16..].to_vec(),
+        }),
+        lab[8..].to_vec(),
+    ))
+}
+
+fn read_class_map(path: &Path, folders: &[String]) -> Result<Vec<(String, u32)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --class-map {}", path.display()))?;
+    let mut out = Vec::new();
+    for (line_no, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let folder = parts.next().unwrap_or_default().to_string();
+        let id = match parts.next() {
+            Some(v) => v.parse().with_context(|| {
+                format!("{}:{}: bad class id `{v}`", path.display(), line_no + 1)
+            })?,
+            None => out.len() as u32,
+        };
+        if folders.contains(&folder) {
+            out.push((folder, id));
+        }
+    }
+    for f in folders {
+        if !out.iter().any(|(g, _)| g == f) {
+            bail!(
+                "{}: class folder `{f}` has no entry in the class map",
+                path.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+const IMAGE_EXTS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "JPEG"];
+
+fn open_folder(root: &Path, class_map: Option<&Path>) -> Result<Vec<Class>> {
+    let mut folders: Vec<String> = std::fs::read_dir(root)
+        .with_context(|| format!("cannot read data folder {}", root.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    folders.sort();
+    if folders.is_empty() {
+        bail!(
+            "{}: no class sub-folders (expected an ImageFolder tree: <data>/<class>/<image>)",
+            root.display()
+        );
+    }
+    let ids: Vec<(String, u32)> = match class_map {
+        Some(p) => read_class_map(p, &folders)?,
+        None => folders.iter().cloned().zip(0..).collect(),
+    };
+    let mut classes = Vec::new();
+    for (name, id) in ids {
+        let dir = root.join(&name);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read class folder {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    IMAGE_EXTS.contains(&e) || IMAGE_EXTS.contains(&e.to_lowercase().as_str())
+                })
+            })
+            .collect();
+        files.sort();
+        classes.push(Class {
+            id,
+            name,
+            items: files.into_iter().map(Item::File).collect(),
+        });
+    }
+    classes.sort_by_key(|c| c.id);
+    Ok(classes)
+}
+
+impl Dataset {
+    /// Open `--data` (or the default) and apply `--classes`, `--shard` and `--limit-per-class`.
+    pub fn open(args: &crate::cli::DataArgs) -> Result<Dataset> {
+        let source = args
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        if !source.exists() {
+            if args.data.is_none() {
+                bail!(
+                    "the default data {} is missing: install it with `apt-get install dataset-fashion-mnist`, or pass --data",
+                    source.display()
+                );
+            }
+            bail!("--data {}: no such file or folder", source.display());
+        }
+        let (kind, mut classes, idx) = if source.is_dir() {
+            (
+                "imagefolder",
+                open_folder(&source, args.class_map.as_deref())?,
+                None,
+            )
+        } else {
+            let (images, labels) = open_idx(&source)?;
+            let mut by_class: std::collections::BTreeMap<u32, Vec<Item>> = Default::default();
+            for (i, &l) in labels.iter().enumerate() {
+                by_class.entry(u32::from(l)).or_default().push(Item::Idx(i));
+            }
+            let classes = by_class
+                .into_iter()
+                .map(|(id, items)| Class {
+                    id,
+                    name: id.to_string(),
+                    items,
+                })
+                .collect();
+            ("idx", classes, Some(images))
+        };
+        if let Some(spec) = &args.classes {
+            let want = parse_classes(spec)?;
+            for w in &want {
+                if !classes.iter().any(|c| c.id == *w) {
+                    bail!("--classes: class {w} is not in {}", source.display());
+                }
+            }
+            classes.retain(|c| want.contains(&c.id));
+        }
+        let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+        for c in &mut classes {
+            // Limit first, so that the shards of a limited run partition the same images.
+            if let Some(limit) = args.limit_per_class {
+                c.items.truncate(limit.get());
+            }
+            if let Some((i, n)) = shard {
+                c.items = c.items.iter().skip(i).step_by(n).cloned().collect();
+            }
+        }
+        Ok(Dataset {
+            source,
+            kind,
+            classes,
+            idx,
+        })
+    }
+}
+
+/// How an image was fitted to the VAE's square input, to undo it on output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Fit {
+    /// Padded with black to the VAE size: crop `(x, y, w, h)` recovers the original frame.
+    Pad { x: u32, y: u32, w: u32, h: u32 },
+    /// Resized (short side) and center-cropped.
+    Resize,
+}
+
+/// Load one image and convert it to the VAE input: `channels × size × size` in [-1, 1].
+///
+/// Images no larger than the input are centred on black (Fashion-MNIST's 28×28 on the 32×32 the
+/// VAE was trained with); larger ones are resized on the short side and center-cropped.
+pub fn load(
+    item: &Item,
+    idx: Option<&IdxImages>,
+    channels: usize,
+    size: u32,
+) -> Result<(Vec<f32>, Fit)> {
+    let img = match item {
+        Item::Idx(i) => {
+            let d = idx.expect("IDX item without IDX data");
+            let n = d.rows * d.cols;
+            let px = d.pixels[i * n..(i + 1) * n].to_vec();
+            DynamicImage::ImageLuma8(
+                GrayImage::from_raw(d.cols as u32, d.rows as u32, px).expect("sizes"),
+            )
+        }
+        Item::File(p) => image::open(p).map_err(|e| anyhow!("{}: {e}", p.display()))?,
+    };
+    let (w, h) = (img.width(), img.height());
+    let (img, fit) = if w <= size && h <= size {
+        let canvas = match channels {
+            1 => DynamicImage::ImageLuma8(GrayImage::new(size, size)),
+            _ => DynamicImage::ImageRgb8(image::RgbImage::new(size, size)),
+        };
+        let (x, y) = ((size - w) / 2, (size - h) / 2);
+        let mut canvas = canvas;
+        let src = if channels == 1 {
+            DynamicImage::ImageLuma8(img.to_luma8())
+        } else {
+            DynamicImage::ImageRgb8(img.to_rgb8())
+        };
+        image::imageops::overlay(&mut canvas, &src, i64::from(x), i64::from(y));
+        (
+            canvas,
+            if (w, h) == (size, size) {
+                Fit::Resize
+            } else {
+                Fit::Pad { x, y, w, h }
+            },
+        )
+    } else {
+        let s = size as f32 / w.min(h) as f32;
+        let (nw, nh) = (
+            ((w as f32 * s).round() as u32).max(size),
+            ((h as f32 * s).round() as u32).max(size),
+        );
+        let r = img.resize_exact(nw, nh, FilterType::Lanczos3);
+        (
+            r.crop_imm((nw - size) / 2, (nh - size) / 2, size, size),
+            Fit::Resize,
+        )
+    };
+    let to_unit = |v: u8| f32::from(v) / 127.5 - 1.0;
+    let data: Vec<f32> = match channels {
+        1 => img.to_luma8().into_raw().into_iter().map(to_unit).collect(),
+        3 => {
+            // CHW from interleaved RGB.
+            let rgb = img.to_rgb8();
+            let n = (size * size) as usize;
+            let mut out = vec![0.0f32; 3 * n];
+            for (i, px) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    out[c * n + i] = to_unit(px[c]);
+                }
+            }
+            out
+        }
+        c => bail!("the VAE expects {c}-channel images; only 1 and 3 are supported"),
+    };
+    Ok((data, fit))
+}

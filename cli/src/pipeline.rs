@@ -1,0 +1,486 @@
+//! The stages: data → statistics (VAE encode, DDIM inversion or DDPM mapping, streaming moments),
+//! statistics → images (group sampling, DDIM sampling, VAE decode, PNG).
+
+use crate::cli::{Mapping, Mode, Posterior};
+use crate::data::{self, Class, Dataset, Fit};
+use crate::fsx::write_atomic;
+use crate::models::Models;
+use crate::progress::Reporter;
+use crate::settings::{Mapper, Selection, sampling_plan};
+use crate::stats::{ClassStats, Meta, StatsFile};
+use anyhow::{Context, Result, bail};
+use d3hr_core::ddim;
+use d3hr_core::select::{self, Best, Config, PerDimBest, Scratch, Targets};
+use rand_core::SeedableRng;
+use rand_pcg::Pcg64;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+/// A seed for one purpose of one class, from the run's seed (SplitMix64 finaliser).
+pub fn derive_seed(seed: u64, purpose: u64, class: u32, index: u64) -> u64 {
+    let mut z =
+        seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(class) << 32) ^ index;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const PURPOSE_POSTERIOR: u64 = 1;
+const PURPOSE_DDPM: u64 = 2;
+const PURPOSE_SELECT: u64 = 3;
+
+/// Statistics of one class from its images. Images are decoded on a worker thread so the model
+/// never waits for them.
+#[allow(clippy::too_many_arguments)]
+fn invert_class(
+    ds: &Dataset,
+    class: &Class,
+    models: &mut Models,
+    mapper: &Mapper,
+    seed: u64,
+    batch: usize,
+    strict: bool,
+    rep: &Reporter,
+    bar: &mut crate::progress::Stage,
+) -> Result<(ClassStats, Option<Fit>)> {
+    let [c, s, _] = models.vae.image_shape();
+    let d: usize = models.vae.latent_shape().iter().product();
+    let num_classes = models.dit().num_classes();
+    if class.id >= num_classes {
+        bail!(
+            "class `{}` has id {} but the DiT {} knows only {num_classes} classes (0..{num_classes})",
+            class.name,
+            class.id,
+            models.dit_path.display()
+        );
+    }
+    if class.items.is_empty() {
+        bail!(
+            "class `{}` (id {}) has no images in {}",
+            class.name,
+            class.id,
+            ds.source.display()
+        );
+    }
+    let schedule = Mapper::schedule();
+    let t_end = *mapper.grid.as_slice().last().unwrap_or(&0);
+    let alpha_end = schedule.alpha_bar(t_end).unwrap_or(1.0);
+    let mut stats = ClassStats::new(class.id, class.name.clone(), d);
+    let mut fit = None;
+    let idx = ds.idx.clone();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<Result<(Vec<f32>, usize, Option<Fit>)>>(2);
+        let items = &class.items;
+        scope.spawn(move || {
+            for chunk in items.chunks(batch) {
+                let mut images = Vec::with_capacity(chunk.len() * c * (s * s));
+                let mut n = 0;
+                let mut fit = None;
+                for item in chunk {
+                    match data::load(item, idx.as_deref(), c, s as u32) {
+                        Ok((px, f)) => {
+                            images.extend_from_slice(&px);
+                            n += 1;
+                            fit = Some(f);
+                        }
+                        Err(e) if !strict => {
+                            // Reported by path and skipped (`--strict` makes this fatal).
+                            let _ = tx.send(Err(e.context("skipped")));
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.context("unreadable image (--strict)")));
+                            return;
+                        }
+                    }
+                }
+                if tx.send(Ok((images, n, fit))).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut z = Vec::new();
+        let mut eps = Vec::new();
+        for (b, msg) in rx.into_iter().enumerate() {
+            let (images, n, f) = match msg {
+                Ok(v) => v,
+                Err(e) if !strict => {
+                    rep.note(&format!("warning: {e:#}"));
+                    bar.inc(1);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                continue;
+            }
+            fit = fit.or(f);
+            z.resize(n * d, 0.0);
+            match mapper.posterior {
+                Posterior::Mean => models.vae.encode_mean(&images, &mut z)?,
+                Posterior::Sample => {
+                    let mut rng = Pcg64::seed_from_u64(derive_seed(
+                        seed,
+                        PURPOSE_POSTERIOR,
+                        class.id,
+                        b as u64,
+                    ));
+                    models.vae.encode_sample(&images, &mut rng, &mut z)?
+                }
+            }
+            match mapper.mapping {
+                Mapping::Ddim => {
+                    eps.resize(n * d, 0.0);
+                    let classes = vec![class.id; n];
+                    ddim::invert(
+                        models.dit(),
+                        &schedule,
+                        &mapper.grid,
+                        &mut z,
+                        &classes,
+                        &mut eps,
+                    )
+                    .map_err(|e| {
+                        anyhow::anyhow!("DDIM inversion of class `{}`: {e}", class.name)
+                    })?;
+                }
+                Mapping::Ddpm => {
+                    let mut rng =
+                        Pcg64::seed_from_u64(derive_seed(seed, PURPOSE_DDPM, class.id, b as u64));
+                    ddim::ddpm_forward(&mut z, alpha_end, &mut rng);
+                }
+            }
+            stats.moments.add_batch(&z)?;
+            bar.inc(n as u64);
+        }
+        Ok(())
+    })?;
+    if stats.moments.count() == 0 {
+        bail!(
+            "class `{}` (id {}): none of its {} images could be read",
+            class.name,
+            class.id,
+            class.items.len()
+        );
+    }
+    Ok((stats, fit))
+}
+
+/// The statistics file's metadata for this run.
+pub fn meta(models: &Models, mapper: &Mapper, seed: u64, ds: &Dataset, fit: Option<Fit>) -> Meta {
+    let dit = models.dit.as_ref().expect("DiT loaded");
+    Meta {
+        tool: format!("d3hr-cli {}", env!("CARGO_PKG_VERSION")),
+        format: 1,
+        dit_sha256: models.dit_sha256.clone(),
+        dit_file: models.dit_path.display().to_string(),
+        vae_encoder_sha256: models.encoder_sha256.clone(),
+        latent_shape: models.vae.latent_shape(),
+        image_shape: models.vae.image_shape(),
+        scaling_factor: models.vae.scaling_factor(),
+        num_classes: dit.num_classes(),
+        null_class: dit.null_class(),
+        profile: mapper.profile,
+        schedule: "linear beta 1e-4..0.02, 1000 steps (DiT)".into(),
+        grid: mapper.grid.as_slice().to_vec(),
+        guidance: mapper.guidance,
+        mapping: mapper.mapping,
+        posterior: mapper.posterior,
+        seed,
+        data: ds.source.display().to_string(),
+        fit,
+    }
+}
+
+/// Stage 1–2 over every class of `ds`, with a checkpoint per class in `ckpt_dir` so an
+/// interrupted run resumes at the class in flight.
+#[allow(clippy::too_many_arguments)]
+pub fn invert_dataset(
+    ds: &Dataset,
+    models: &mut Models,
+    mapper: &Mapper,
+    seed: u64,
+    batch: usize,
+    strict: bool,
+    ckpt_dir: &Path,
+    resume: bool,
+    rep: &Reporter,
+) -> Result<(StatsFile, f64)> {
+    let total: u64 = ds.classes.iter().map(|c| c.items.len() as u64).sum();
+    let mut bar = rep.stage("invert", "img", total);
+    let mut classes = Vec::new();
+    let mut fit = None;
+    for class in &ds.classes {
+        let ckpt = ckpt_dir.join(format!("class-{}.safetensors", class.id));
+        let want = meta(models, mapper, seed, ds, fit);
+        if resume && ckpt.exists() {
+            let done = StatsFile::read(&ckpt)?;
+            if let Err(why) = done.meta.compatible(&want).and_then(|_| {
+                if done.meta.seed == seed {
+                    Ok(())
+                } else {
+                    Err("different seed".into())
+                }
+            }) {
+                bail!(
+                    "{}: checkpoint from other settings ({why}); rerun with --force instead of --resume",
+                    ckpt.display()
+                );
+            }
+            fit = fit.or(done.meta.fit);
+            classes.extend(done.classes);
+            bar.inc(class.items.len() as u64);
+            continue;
+        }
+        bar.set_message(&format!("class {}", class.name));
+        let (stats, f) = invert_class(
+            ds, class, models, mapper, seed, batch, strict, rep, &mut bar,
+        )?;
+        fit = fit.or(f);
+        let one = StatsFile {
+            meta: meta(models, mapper, seed, ds, fit),
+            classes: vec![stats],
+        };
+        one.write(&ckpt)?;
+        classes.extend(one.classes);
+    }
+    let secs = bar.finish();
+    Ok((
+        StatsFile {
+            meta: meta(models, mapper, seed, ds, fit),
+            classes,
+        },
+        secs,
+    ))
+}
+
+/// One thread's per-dimension result: winning index, loss and column per dimension.
+type PerDimParts = (Vec<u64>, Vec<f64>, Vec<f32>);
+
+/// What stage 3–4 decided for one class.
+pub struct Sampled {
+    pub z_t: Vec<f32>,
+    pub z_0: Vec<f32>,
+    pub images: Vec<f32>,
+    pub loss: f64,
+    pub candidate: serde_json::Value,
+    pub gamma_dropped: bool,
+}
+
+/// Group sampling (threads over the candidate range), DDIM sampling, decoding, for class `i`.
+pub fn sample_class(
+    stats: &StatsFile,
+    i: usize,
+    models: &mut Models,
+    sel: &Selection,
+    seed: u64,
+    threads: usize,
+    batch: usize,
+) -> Result<Sampled> {
+    let class = &stats.classes[i];
+    let d = stats.dims();
+    let (mean, std, skew) = stats.targets(i, sel.unbiased_std);
+    let targets = Targets {
+        mean: &mean,
+        std: &std,
+        skew: sel.skew_from_data.then_some(&skew[..]),
+    };
+    let cfg = Config::new(
+        derive_seed(seed, PURPOSE_SELECT, class.id, 0),
+        sel.ipc,
+        d,
+        sel.loss,
+        sel.lambdas,
+    )?;
+    let th = threads.max(1) as u64;
+    let mut g = vec![0.0f32; sel.ipc * d];
+    let (loss, candidate) = match sel.mode {
+        Mode::Joint | Mode::Random => {
+            let m = if sel.mode == Mode::Random { 1 } else { sel.m };
+            let best = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..th)
+                    .map(|p| {
+                        let (cfg, targets) = (&cfg, &targets);
+                        s.spawn(move || {
+                            select::search_joint(
+                                cfg,
+                                targets,
+                                select::split_range(m, th, p),
+                                &mut Scratch::new(cfg),
+                            )
+                        })
+                    })
+                    .collect();
+                hs.into_iter().try_fold(Best::NONE, |acc, h| {
+                    Ok::<_, d3hr_core::Error>(acc.merge(h.join().expect("selection thread")?))
+                })
+            })?;
+            select::draw_candidate(&cfg, best.index, &mut g)?;
+            (best.loss, json!(best.index))
+        }
+        Mode::PerDim => {
+            let m = sel.m;
+            let parts = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..th)
+                    .map(|p| {
+                        let (cfg, targets) = (&cfg, &targets);
+                        s.spawn(move || -> Result<PerDimParts, d3hr_core::Error> {
+                            let (mut a, mut b, mut c) =
+                                (vec![0; d], vec![0.0; d], vec![0.0; cfg.candidate_len()]);
+                            let mut best = PerDimBest::new(cfg, &mut a, &mut b, &mut c)?;
+                            select::search_per_dim(
+                                cfg,
+                                targets,
+                                select::split_range(m, th, p),
+                                &mut Scratch::new(cfg),
+                                &mut best,
+                            )?;
+                            Ok((a, b, c))
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().expect("selection thread"))
+                    .collect::<Result<Vec<_>, _>>()
+            })?;
+            let (mut a, mut b) = (vec![0; d], vec![0.0; d]);
+            let mut acc = PerDimBest::new(&cfg, &mut a, &mut b, &mut g)?;
+            for (mut pa, mut pb, mut pc) in parts {
+                acc.merge(&PerDimBest::from_results(&cfg, &mut pa, &mut pb, &mut pc)?)?;
+            }
+            let loss = acc.total_loss();
+            let distinct = {
+                let mut v = a.clone();
+                v.sort_unstable();
+                v.dedup();
+                v.len()
+            };
+            (
+                loss,
+                json!({"per_dim": true, "distinct_candidates": distinct}),
+            )
+        }
+    };
+    let mut z_t = vec![0.0f32; sel.ipc * d];
+    select::to_latents(&targets, &g, &mut z_t)?;
+    let mut z_0 = z_t.clone();
+    let plan = sampling_plan(
+        stats.meta.profile,
+        &d3hr_core::schedule::Timesteps::from_list(&stats.meta.grid, 1000)?,
+    )?;
+    let schedule = Mapper::schedule();
+    let dit = models.dit.as_mut().expect("DiT loaded");
+    let mut eps = vec![0.0f32; batch.min(sel.ipc) * d];
+    for chunk in z_0.chunks_mut(batch * d) {
+        let n = chunk.len() / d;
+        let eps = &mut eps[..n * d];
+        ddim::run(dit, &schedule, &plan, chunk, &vec![class.id; n], eps)
+            .map_err(|e| anyhow::anyhow!("DDIM sampling of class `{}`: {e}", class.name))?;
+    }
+    let per_img: usize = models.vae.image_shape().iter().product();
+    let mut images = vec![0.0f32; sel.ipc * per_img];
+    for (zc, ic) in z_0
+        .chunks(batch * d)
+        .zip(images.chunks_mut(batch * per_img))
+    {
+        models.vae.decode(zc, ic)?;
+    }
+    Ok(Sampled {
+        z_t,
+        z_0,
+        images,
+        loss,
+        candidate,
+        gamma_dropped: cfg.gamma_dropped(),
+    })
+}
+
+/// Convert one decoded image (`C×S×S` in about [-1, 1]) to 8-bit, undo the input padding, resize.
+pub fn to_image(
+    px: &[f32],
+    shape: [usize; 3],
+    fit: Option<Fit>,
+    resize: Option<u32>,
+) -> image::DynamicImage {
+    let [c, h, w] = shape;
+    let q = |v: f32| (((v + 1.0) * 0.5).clamp(0.0, 1.0) * 255.0).round() as u8;
+    let mut img = if c == 1 {
+        image::DynamicImage::ImageLuma8(
+            image::GrayImage::from_raw(w as u32, h as u32, px.iter().map(|&v| q(v)).collect())
+                .expect("sizes"),
+        )
+    } else {
+        let n = h * w;
+        let mut rgb = Vec::with_capacity(3 * n);
+        for i in 0..n {
+            for ch in 0..3 {
+                rgb.push(q(px[ch.min(c - 1) * n + i]));
+            }
+        }
+        image::DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(w as u32, h as u32, rgb).expect("sizes"),
+        )
+    };
+    if let Some(Fit::Pad { x, y, w, h }) = fit {
+        img = img.crop_imm(x, y, w, h);
+    }
+    if let Some(r) = resize {
+        img = img.resize_exact(r, r, image::imageops::FilterType::Lanczos3);
+    }
+    img
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Write one class's images into `<out>/<name>/` atomically: a staging folder renamed into place.
+pub fn write_class(
+    out: &Path,
+    name: &str,
+    s: &Sampled,
+    shape: [usize; 3],
+    fit: Option<Fit>,
+    resize: Option<u32>,
+    latent_shape: [usize; 3],
+    save_latents: bool,
+) -> Result<PathBuf> {
+    let staging = out.join(".d3hr").join(format!("staging-{name}"));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    let per: usize = shape.iter().product();
+    for (k, px) in s.images.chunks(per).enumerate() {
+        let img = to_image(px, shape, fit, resize);
+        let path = staging.join(format!("{k}.png"));
+        img.save_with_format(&path, image::ImageFormat::Png)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if save_latents {
+        let n = s.z_t.len() / latent_shape.iter().product::<usize>();
+        let shp = vec![n, latent_shape[0], latent_shape[1], latent_shape[2]];
+        let (a, b): (Vec<u8>, Vec<u8>) = (
+            s.z_t.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            s.z_0.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        );
+        let views = vec![
+            (
+                "z_0",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shp.clone(), &b)?,
+            ),
+            (
+                "z_T",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shp, &a)?,
+            ),
+        ];
+        write_atomic(
+            &staging.join("latents.safetensors"),
+            &safetensors::serialize(views, None)?,
+        )?;
+    }
+    let dest = out.join(name);
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)
+            .with_context(|| format!("cannot replace {}", dest.display()))?;
+    }
+    std::fs::rename(&staging, &dest)
+        .with_context(|| format!("cannot move {} into place", dest.display()))?;
+    Ok(dest)
+}

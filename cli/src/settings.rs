@@ -1,0 +1,137 @@
+//! Raw arguments → checked settings, before any work starts.
+
+use crate::cli::{Mapping, Mode, Posterior, Profile, ProfileArgs, SamplingArgs};
+use anyhow::{Result, bail};
+use d3hr_core::ddim::Plan;
+use d3hr_core::schedule::{NoiseSchedule, Spacing, Timesteps};
+use d3hr_core::select::{Lambdas, Loss};
+
+/// DiT's grid: 50 leading steps over 1000 training steps (t = 0, 20, …, 980).
+pub const TRAIN_STEPS: usize = 1000;
+pub const GRID_STEPS: usize = 50;
+
+/// The domain-mapping settings (stage 1–2), recorded in the statistics file.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    pub profile: Profile,
+    pub grid: Timesteps,
+    pub guidance: f32,
+    pub mapping: Mapping,
+    pub posterior: Posterior,
+}
+
+impl Mapper {
+    pub fn from_args(p: &ProfileArgs) -> Result<Mapper> {
+        let (steps, guidance, posterior) = match p.profile {
+            Profile::Paper => (31, 1.0, Posterior::Mean),
+            Profile::Reference => (30, 4.0, Posterior::Sample),
+        };
+        let steps = p.steps.map_or(steps, |s| s.get());
+        let full = Timesteps::new(Spacing::Leading, TRAIN_STEPS, GRID_STEPS, 0)?;
+        if steps >= full.len() {
+            bail!(
+                "--steps {steps}: at most {} steps fit DiT's 50-step grid",
+                full.len() - 1
+            );
+        }
+        let guidance = p.guidance.unwrap_or(guidance);
+        if !(guidance.is_finite() && guidance >= 0.0) {
+            bail!("--guidance {guidance}: must be a finite number >= 0");
+        }
+        Ok(Mapper {
+            profile: p.profile,
+            grid: full.prefix(steps)?,
+            guidance,
+            mapping: p.mapping.unwrap_or(Mapping::Ddim),
+            posterior: p.posterior.unwrap_or(posterior),
+        })
+    }
+
+    pub fn schedule() -> NoiseSchedule {
+        NoiseSchedule::dit()
+    }
+}
+
+/// The sampling plan for statistics made on `grid`: the same grid back down (paper), or the
+/// released code's loop from one grid step above the inversion end.
+pub fn sampling_plan(profile: Profile, grid: &Timesteps) -> Result<Plan> {
+    Ok(match profile {
+        Profile::Paper => Plan::sampling(grid)?,
+        Profile::Reference => {
+            let stride = (TRAIN_STEPS / GRID_STEPS) as u32;
+            let last = *grid.as_slice().last().unwrap_or(&0);
+            Plan::released_code_sampling(TRAIN_STEPS, GRID_STEPS, last + stride)?
+        }
+    })
+}
+
+/// Group-sampling settings (stage 3).
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub ipc: usize,
+    pub mode: Mode,
+    pub m: u64,
+    pub loss: Loss,
+    pub lambdas: Lambdas,
+    /// Paper loss: γ target from the data (else 0).
+    pub skew_from_data: bool,
+    /// σ target: unbiased (released code) or population.
+    pub unbiased_std: bool,
+}
+
+impl Selection {
+    pub fn from_args(s: &SamplingArgs, profile: Profile) -> Result<Selection> {
+        let (loss, lambdas, unbiased) = match profile {
+            Profile::Paper => (Loss::Paper, Lambdas::PAPER, false),
+            Profile::Reference => (Loss::ReleasedCode, Lambdas::RELEASED_CODE, true),
+        };
+        let lambdas = match &s.lambda {
+            None => lambdas,
+            Some(spec) => {
+                let v: Vec<f64> = spec
+                    .split(',')
+                    .map(|x| x.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        anyhow::anyhow!("--lambda `{spec}`: expected three numbers MU,SIGMA,GAMMA")
+                    })?;
+                if v.len() != 3 || v.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                    bail!("--lambda `{spec}`: expected three finite numbers >= 0");
+                }
+                Lambdas {
+                    mu: v[0],
+                    sigma: v[1],
+                    gamma: v[2],
+                }
+            }
+        };
+        // Per-dimension selection needs a loss that is a sum over dimensions: the paper's.
+        let loss = if s.mode == Mode::PerDim {
+            Loss::Paper
+        } else {
+            loss
+        };
+        let m = match s.mode {
+            Mode::Random => 1,
+            Mode::Joint => s.m.unwrap_or(100_000),
+            Mode::PerDim => s.m.unwrap_or(1_000),
+        };
+        if m == 0 {
+            bail!("--m 0: at least one candidate is needed");
+        }
+        if loss == Loss::ReleasedCode && s.ipc.get() < 2 {
+            bail!(
+                "--ipc 1 with the reference profile's loss: its unbiased std needs at least 2 images per class (use --profile paper)"
+            );
+        }
+        Ok(Selection {
+            ipc: s.ipc.get(),
+            mode: s.mode,
+            m,
+            loss,
+            lambdas,
+            skew_from_data: profile == Profile::Paper,
+            unbiased_std: unbiased,
+        })
+    }
+}
