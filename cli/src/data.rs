@@ -107,15 +107,20 @@ fn labels_path(images: &Path) -> Result<PathBuf> {
             images.display()
         );
     }
-    let labels = images.with_file_name(name.replace("images-idx3-ubyte", "labels-idx1-ubyte"));
-    if !labels.exists() {
-        bail!(
-            "{}: labels file {} not found",
-            images.display(),
-            labels.display()
-        );
+    let base = name.replace("images-idx3-ubyte", "labels-idx1-ubyte");
+    let plain = base.strip_suffix(".gz").unwrap_or(&base).to_string();
+    // Either compression of the labels goes with either of the images.
+    for cand in [base.clone(), plain.clone(), format!("{plain}.gz")] {
+        let p = images.with_file_name(&cand);
+        if p.exists() {
+            return Ok(p);
+        }
     }
-    Ok(labels)
+    bail!(
+        "{}: labels file {} (or {plain}[.gz]) not found",
+        images.display(),
+        images.with_file_name(&base).display()
+    )
 }
 
 fn open_idx(path: &Path) -> Result<(Arc<IdxImages>, Vec<u8>)> {
@@ -309,8 +314,9 @@ pub enum Fit {
 
 /// Load one image and convert it to the VAE input: `channels × size × size` in [-1, 1].
 ///
-/// Images no larger than the input are centred on black (Fashion-MNIST's 28×28 on the 32×32 the
-/// VAE was trained with); larger ones are resized on the short side and center-cropped.
+/// IDX images (a fixed-size dataset) no larger than the input are centred on black
+/// (Fashion-MNIST's 28×28 on the 32×32 the VAE was trained with) and the frame is cropped back on
+/// output; every other image is resized on the short side and center-cropped.
 pub fn load(
     item: &Item,
     idx: Option<&IdxImages>,
@@ -329,7 +335,8 @@ pub fn load(
         Item::File(p) => image::open(p).map_err(|e| anyhow!("{}: {e}", p.display()))?,
     };
     let (w, h) = (img.width(), img.height());
-    let (img, fit) = if w <= size && h <= size {
+    let pad = matches!(item, Item::Idx(_)) && w <= size && h <= size;
+    let (img, fit) = if pad {
         let canvas = match channels {
             1 => DynamicImage::ImageLuma8(GrayImage::new(size, size)),
             _ => DynamicImage::ImageRgb8(image::RgbImage::new(size, size)),

@@ -190,6 +190,11 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
     ));
     if a.run.force {
         let _ = std::fs::remove_dir_all(&ckpt);
+    } else if !a.run.resume && ckpt.exists() {
+        bail!(
+            "an interrupted run left checkpoints in {}: use --resume to continue it, --force to start over",
+            ckpt.display()
+        );
     }
     let (stats, secs) = invert_dataset(
         &ds,

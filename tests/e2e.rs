@@ -1,0 +1,745 @@
+//! End-to-end tests through the real `d3hr-cli` binary, on the committed tiny random graphs of
+//! `models/test_data/` (made by `models/make_test_models.py`) and on small datasets each test
+//! generates itself (an ImageFolder of PNG/JPEG files, an IDX file pair).
+//!
+//! They need the ONNX Runtime library: `scripts/test` (the README's test command) installs the
+//! pinned wheel and points `D3HR_PYTHON` at it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_d3hr-cli")
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/test_data")
+}
+
+/// A fresh scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("d3hr-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn model_args() -> Vec<String> {
+    let f = fixtures();
+    vec![
+        "--onnx".into(),
+        f.join("tiny_dit.onnx").display().to_string(),
+        "--vae-encoder".into(),
+        f.join("tiny_vae_encoder.onnx").display().to_string(),
+        "--vae-decoder".into(),
+        f.join("tiny_vae_decoder.onnx").display().to_string(),
+        "--threads".into(),
+        "2".into(),
+        "--quiet".into(),
+    ]
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut all = model_args();
+    all.extend(args.iter().map(|s| s.to_string()));
+    Command::new(bin())
+        .args(&all)
+        .output()
+        .expect("run d3hr-cli")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "d3hr-cli {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "d3hr-cli {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An ImageFolder with `classes` sub-folders of `per_class` small images (PNG and JPEG, gray and
+/// colour, various sizes).
+fn image_folder(root: &Path, classes: &[&str], per_class: usize) {
+    for (c, name) in classes.iter().enumerate() {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for k in 0..per_class {
+            let (w, h) = (24 + (k as u32 % 3) * 4, 28);
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                let v = ((x * 7 + y * 3 + k as u32 * 11 + c as u32 * 40) % 256) as u8;
+                image::Rgb([v, v / 2, 255 - v])
+            });
+            let ext = if k % 2 == 0 { "png" } else { "jpg" };
+            img.save(dir.join(format!("img{k:03}.{ext}"))).unwrap();
+        }
+    }
+}
+
+/// An IDX images/labels pair (gzipped images, plain labels) with `n` 28×28 images.
+fn idx_files(dir: &Path, n: usize, classes: u8) -> PathBuf {
+    use std::io::Write;
+    let mut img = vec![0, 0, 8, 3];
+    for v in [n as u32, 28, 28] {
+        img.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut lab = vec![0, 0, 8, 1];
+    lab.extend_from_slice(&(n as u32).to_be_bytes());
+    for i in 0..n {
+        let c = (i % classes as usize) as u8;
+        lab.push(c);
+        img.extend((0..784).map(|p| ((p * (c as usize + 1) + i * 13) % 256) as u8));
+    }
+    let images = dir.join("train-images-idx3-ubyte.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&images).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&img).unwrap();
+    gz.finish().unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), lab).unwrap();
+    images
+}
+
+fn pngs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn distill_an_image_folder() {
+    let dir = scratch("folder");
+    let data = dir.join("data");
+    image_folder(&data, &["n01440764", "n01443537", "n01484850"], 5);
+    let out = dir.join("out");
+    ok(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--ipc",
+        "3",
+        "--m",
+        "200",
+        "--seed",
+        "1",
+        "--out",
+        &s(&out),
+    ]);
+    let files = pngs(&out);
+    assert_eq!(files.len(), 9, "{files:?}");
+    assert!(
+        out.join("n01443537").join("2.png").exists(),
+        "class folders keep their names"
+    );
+    let img = image::open(&files[0]).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (32, 32),
+        "resized-and-cropped input → VAE size"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["seed"], 1);
+    assert_eq!(manifest["classes"].as_array().unwrap().len(), 3);
+    assert!(manifest["models"]["dit"]["sha256"].as_str().unwrap().len() == 64);
+    assert!(out.join("stats.safetensors").exists());
+    assert!(!out.join(".d3hr").exists(), "no leftovers");
+    // A non-empty output folder is refused without --force.
+    let err = fails(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--ipc",
+        "3",
+        "--m",
+        "10",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(
+        err.contains("not empty") && err.contains("--force"),
+        "{err}"
+    );
+    ok(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--ipc",
+        "2",
+        "--m",
+        "10",
+        "--seed",
+        "2",
+        "--force",
+        "--out",
+        &s(&out),
+    ]);
+    assert_eq!(pngs(&out).len(), 6);
+}
+
+#[test]
+fn distill_idx_input_per_dim_and_random_modes() {
+    let dir = scratch("idx");
+    let images = idx_files(&dir, 60, 3);
+    for mode in ["joint", "per-dim", "random"] {
+        let out = dir.join(format!("out-{mode}"));
+        ok(&[
+            "distill",
+            "--data",
+            &s(&images),
+            "--ipc",
+            "4",
+            "--mode",
+            mode,
+            "--m",
+            "100",
+            "--seed",
+            "3",
+            "--out",
+            &s(&out),
+        ]);
+        let files = pngs(&out);
+        assert_eq!(files.len(), 12, "{mode}: {files:?}");
+        let img = image::open(&files[0]).unwrap();
+        assert_eq!(
+            (img.width(), img.height()),
+            (28, 28),
+            "padding removed on output"
+        );
+    }
+}
+
+#[test]
+fn shards_merge_to_the_whole() {
+    let dir = scratch("shards");
+    let images = idx_files(&dir, 45, 3);
+    let (a, b, m, all) = (
+        dir.join("a.st"),
+        dir.join("b.st"),
+        dir.join("m.st"),
+        dir.join("all.st"),
+    );
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--shard",
+        "0/2",
+        "--seed",
+        "5",
+        "--out",
+        &s(&a),
+    ]);
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--shard",
+        "1/2",
+        "--seed",
+        "5",
+        "--out",
+        &s(&b),
+    ]);
+    ok(&["merge", "--out", &s(&m), &s(&a), &s(&b)]);
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "5",
+        "--out",
+        &s(&all),
+    ]);
+    // Shards by class merge too.
+    let (c0, c1, mc) = (dir.join("c0.st"), dir.join("c1.st"), dir.join("mc.st"));
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--classes",
+        "0..2",
+        "--seed",
+        "5",
+        "--out",
+        &s(&c0),
+    ]);
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--classes",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        &s(&c1),
+    ]);
+    ok(&["merge", "--out", &s(&mc), &s(&c1), &s(&c0)]);
+    for merged in [&m, &mc] {
+        let (x, y) = (tensors(merged), tensors(&all));
+        for (name, want) in &y {
+            let got = &x[name];
+            assert_eq!(got.len(), want.len(), "{name}");
+            let err = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                .fold(0.0, f64::max);
+            assert!(
+                err < 1e-6,
+                "{}: {name} differs by {err:e}",
+                merged.display()
+            );
+        }
+    }
+    // Shards from a different DiT are refused.
+    let other = dir.join("other.onnx");
+    let mut bytes = std::fs::read(fixtures().join("tiny_dit.onnx")).unwrap();
+    bytes.extend_from_slice(&[0x98, 0x06, 0x01]); // an unknown protobuf field: same graph, other hash
+    std::fs::write(&other, bytes).unwrap();
+    let mut args = model_args();
+    args[1] = s(&other);
+    let o = dir.join("o.st");
+    let st = Command::new(bin())
+        .args(&args)
+        .args([
+            "invert",
+            "--data",
+            &s(&images),
+            "--classes",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            &s(&o),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let err = fails(&["merge", "--out", &s(&dir.join("bad.st")), &s(&c0), &s(&o)]);
+    assert!(err.contains("o.st") && err.contains("DiT"), "{err}");
+    let err = fails(&[
+        "sample",
+        "--stats",
+        &s(&o),
+        "--ipc",
+        "2",
+        "--m",
+        "10",
+        "--out",
+        &s(&dir.join("s")),
+    ]);
+    assert!(err.contains("another DiT"), "{err}");
+}
+
+/// Every tensor of a statistics file as f64, by name.
+fn tensors(path: &Path) -> std::collections::HashMap<String, Vec<f64>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let v: Vec<f64> = match t.dtype() {
+                safetensors::Dtype::F32 => t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
+                    .collect(),
+                safetensors::Dtype::F64 => t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                safetensors::Dtype::I64 => t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+                    .collect(),
+                other => panic!("unexpected dtype {other:?}"),
+            };
+            (name, v)
+        })
+        .collect()
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let dir = scratch("seed");
+    let images = idx_files(&dir, 30, 2);
+    let st = dir.join("st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "9",
+        "--out",
+        &s(&st),
+    ]);
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    ok(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "3",
+        "--m",
+        "300",
+        "--seed",
+        "11",
+        "--out",
+        &s(&a),
+    ]);
+    ok(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "3",
+        "--m",
+        "300",
+        "--seed",
+        "11",
+        "--out",
+        &s(&b),
+    ]);
+    ok(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "3",
+        "--m",
+        "300",
+        "--seed",
+        "12",
+        "--out",
+        &s(&c),
+    ]);
+    let (fa, fb, fc) = (pngs(&a), pngs(&b), pngs(&c));
+    assert_eq!(fa.len(), 6);
+    let read = |v: &[PathBuf]| {
+        v.iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read(&fa),
+        read(&fb),
+        "same seed, same settings → byte-identical images"
+    );
+    assert_ne!(read(&fa), read(&fc), "another seed picks other latents");
+    // The seed is printed even when not given.
+    let out = run(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "3",
+        "--m",
+        "10",
+        "--out",
+        &s(&dir.join("d")),
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+}
+
+#[test]
+fn killed_invert_resumes_to_the_same_statistics() {
+    let dir = scratch("resume");
+    let images = idx_files(&dir, 160, 8);
+    let (full, resumed) = (dir.join("full.st"), dir.join("resumed.st"));
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "4",
+        "--batch",
+        "1",
+        "--out",
+        &s(&full),
+    ]);
+
+    let mut args = model_args();
+    args.extend(
+        [
+            "invert",
+            "--data",
+            &s(&images),
+            "--seed",
+            "4",
+            "--batch",
+            "1",
+            "--out",
+            &s(&resumed),
+        ]
+        .map(String::from),
+    );
+    let mut child = Command::new(bin()).args(&args).spawn().unwrap();
+    let partial = dir.join(".resumed.st.d3hr-partial");
+    let t0 = std::time::Instant::now();
+    loop {
+        let n = std::fs::read_dir(&partial)
+            .map(|r| {
+                r.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("class-"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!resumed.exists(), "a killed run leaves no statistics file");
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "4",
+        "--batch",
+        "1",
+        "--out",
+        &s(&resumed),
+    ]);
+    assert!(err.contains("--resume"), "{err}");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "4",
+        "--batch",
+        "1",
+        "--resume",
+        "--out",
+        &s(&resumed),
+    ]);
+    assert_eq!(tensors(&full), tensors(&resumed));
+    assert!(!partial.exists(), "checkpoints removed after success");
+}
+
+#[test]
+fn bad_inputs_fail_with_their_name_and_leave_nothing() {
+    let dir = scratch("bad");
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 4);
+    // A corrupt image is reported by path and skipped; --strict makes it fatal.
+    std::fs::write(data.join("dog").join("broken.png"), b"not a png").unwrap();
+    let out = dir.join("out1");
+    let o = Command::new(bin())
+        .args(model_args().iter().filter(|a| *a != "--quiet"))
+        .args([
+            "distill",
+            "--data",
+            &s(&data),
+            "--ipc",
+            "2",
+            "--m",
+            "10",
+            "--seed",
+            "1",
+            "--out",
+            &s(&out),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("broken.png"), "{err}");
+    assert_eq!(pngs(&out).len(), 4);
+    let out = dir.join("out2");
+    let err = fails(&[
+        "distill",
+        "--strict",
+        "--data",
+        &s(&data),
+        "--ipc",
+        "2",
+        "--m",
+        "10",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(err.contains("broken.png"), "{err}");
+    assert!(
+        !out.join("manifest.json").exists() && pngs(&out).is_empty(),
+        "no partial output"
+    );
+
+    // An empty class.
+    std::fs::create_dir_all(data.join("emu")).unwrap();
+    std::fs::remove_file(data.join("dog").join("broken.png")).unwrap();
+    let out = dir.join("out3");
+    let err = fails(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--ipc",
+        "2",
+        "--m",
+        "10",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(err.contains("emu") && err.contains("no images"), "{err}");
+    assert!(pngs(&out).is_empty());
+    std::fs::remove_dir(data.join("emu")).unwrap();
+
+    // A class id beyond the model's classes (via a class map).
+    let map = dir.join("map.txt");
+    std::fs::write(&map, "cat 3\ndog 42\n").unwrap();
+    let err = fails(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--ipc",
+        "2",
+        "--m",
+        "10",
+        "--out",
+        &s(&dir.join("out4")),
+    ]);
+    assert!(
+        err.contains("dog") && err.contains("42") && err.contains("10 classes"),
+        "{err}"
+    );
+
+    // A missing model names the file and the flag.
+    let mut args = model_args();
+    args[1] = s(&dir.join("nope.onnx"));
+    let o = Command::new(bin())
+        .args(&args)
+        .args([
+            "distill",
+            "--data",
+            &s(&data),
+            "--ipc",
+            "2",
+            "--out",
+            &s(&dir.join("out5")),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("nope.onnx") && err.contains("--onnx"),
+        "{err}"
+    );
+
+    // A missing data path, a bad --classes, a bad --shard.
+    assert!(
+        fails(&[
+            "invert",
+            "--data",
+            &s(&dir.join("missing")),
+            "--out",
+            &s(&dir.join("x.st"))
+        ])
+        .contains("missing")
+    );
+    assert!(
+        fails(&[
+            "invert",
+            "--data",
+            &s(&data),
+            "--shard",
+            "2/2",
+            "--out",
+            &s(&dir.join("x.st"))
+        ])
+        .contains("--shard")
+    );
+    assert!(
+        fails(&[
+            "invert",
+            "--data",
+            &s(&data),
+            "--classes",
+            "5..2",
+            "--out",
+            &s(&dir.join("x.st"))
+        ])
+        .contains("--classes")
+    );
+    assert!(!dir.join("x.st").exists());
+}
+
+#[test]
+fn inspect_describes_stats_and_outputs() {
+    let dir = scratch("inspect");
+    let images = idx_files(&dir, 20, 2);
+    let out = dir.join("out");
+    ok(&[
+        "distill",
+        "--data",
+        &s(&images),
+        "--ipc",
+        "2",
+        "--m",
+        "20",
+        "--seed",
+        "1",
+        "--out",
+        &s(&out),
+    ]);
+    let o = ok(&["inspect", &s(&out.join("stats.safetensors"))]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("2 classes") && text.contains("n =      10"),
+        "{text}"
+    );
+    let o = ok(&["inspect", &s(&out)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("0: 2 images") && text.contains("1: 2 images"),
+        "{text}"
+    );
+    let err = fails(&["inspect", &s(&images)]);
+    assert!(err.contains("not a d3hr statistics file"), "{err}");
+}
