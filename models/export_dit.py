@@ -296,6 +296,9 @@ def load_model(args: argparse.Namespace) -> tuple[DiT, str, str]:
         sd = obj["ema"] if "ema" in obj else obj.get("model", obj.get("state_dict"))
         dit = DiT(cfg)
         dit.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+        if args.scaling_factor == SD_SCALING_FACTOR:
+            print("note: d3hr_models checkpoint; pass --scaling-factor (and --image-shape) of its VAE, the metadata "
+                  f"now says the SD VAE's {SD_SCALING_FACTOR}")
         return dit.eval(), "d3hr", f"d3hr_models DiT from {os.path.basename(args.ckpt)}"
     sd = unwrap_state_dict(obj)
     cfg = preset(args.preset, **overrides) if args.preset else infer_config(sd)
@@ -415,7 +418,9 @@ def self_test_diffusers(tol: float, opset: int) -> bool:
             dit, kind, _ = load_model(ns)
             assert kind == "diffusers" and dit.out_channels == 8
             with torch.no_grad():
+                plain = dit(x, t, y)  # d3hr_models.dit's own (official) time embedding
                 set_time_embedding(dit, "official")
+                same = float((dit(x, t, y) - plain).abs().max())
                 err_official = float((dit(x, t, y) - want).abs().max())
                 set_time_embedding(dit, "diffusers", dit.diffusers_norm_eps)
                 got = dit(x, t, y)
@@ -424,6 +429,8 @@ def self_test_diffusers(tol: float, opset: int) -> bool:
             print(f"diffusers ({fmt}) -> official layout: max abs err {err:.2e} with the diffusers time embedding "
                   f"(tol {tol:.0e}); {err_official:.2e} with the official one (expected to differ)")
             ok &= err <= tol
+            print(f"ExportTimestepEmbedder('official') vs d3hr_models.dit.TimestepEmbedder: max abs err {same:.2e}")
+            ok &= same <= 1e-6
         path = os.path.join(tmp, "tiny.onnx")
         export_graph(EpsGraph(dit).eval(), (x, t, y), path, DIT_INPUTS, DIT_OUTPUTS, opset)
         finalize(path, {"producer_script": SCRIPT})
@@ -453,6 +460,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "auto = diffusers for a diffusers folder, official otherwise")
     p.add_argument("--scaling-factor", type=float, default=SD_SCALING_FACTOR,
                    help="VAE latent scaling factor written to the metadata (default 0.18215, SD VAE)")
+    p.add_argument("--image-shape", help="metadata image_shape \"C,S,S\" of the VAE images (default 3,8h,8h for a "
+                                         "latent of side h, i.e. the SD VAE)")
     p.add_argument("--fp16", action="store_true", help="fp16 weights and compute; float32 inputs/outputs")
     p.add_argument("--external-data", choices=("auto", "always", "never"), default="auto",
                    help="weights in <out>.data: auto = only when the graph exceeds 2 GB (default)")
@@ -512,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         "null_class": str(cfg.null_class),
         "timestep": TIMESTEP_DOC,
         "scaling_factor": f"{args.scaling_factor:.8g}",
-        "image_shape": f"3,{h * 8},{h * 8}",
+        "image_shape": args.image_shape or f"3,{h * 8},{h * 8}",
         "prediction": "epsilon",
         "time_embedding": f"{time_emb} (frequencies 10000^(-i/{127 if time_emb == 'diffusers' else 128}), i = 0..127)",
         "dit_config": json.dumps(cfg.to_dict()),

@@ -1,17 +1,21 @@
-"""Generate tiny random-weight ONNX graphs plus PyTorch reference tensors for the Rust parity tests.
+"""Generate the tiny random-weight ONNX fixtures and PyTorch reference tensors in models/test_data/.
 
-Writes to --out (default models/test_data/):
-  dit_tiny.onnx          DiT, 4x8x8 latent, patch 2, hidden 32, depth 2, 2 heads, 10 classes (+ null 10),
-                         learn_sigma=True (the graph returns only the 4 epsilon channels).
-                         Inputs x [B,4,8,8] f32, t [B] int64, y [B] int64 -> eps [B,4,8,8].
-  vae_tiny_encoder.onnx  image [B,1,32,32] -> mean, logvar [B,4,8,8]
-  vae_tiny_decoder.onnx  latent [B,4,8,8] -> image [B,1,32,32]
-  reference.safetensors  inputs and PyTorch outputs for each graph (batch 3), the float64 alphas_cumprod
-                         of the linear schedule, and a 31-step DDIM inversion followed by 31-step DDIM
-                         sampling with the tiny DiT (guidance 1): ddim_z0, ddim_y, ddim_grid, ddim_zT, ddim_z0_back.
-Weights are random with a fixed seed. The DiT's adaLN-Zero layers are re-initialised to non-zero random
-values (otherwise the untrained output would be identically zero). Opset --opset, IR version <= 9,
-ONNX checker run on every file, each graph checked against PyTorch with onnxruntime.
+Used by runtime-ort/tests/parity.rs. Writes to --out:
+  tiny_dit.onnx          DiT from d3hr_models/dit.py: 4x8x8 latent, patch 2, hidden 32, depth 2, 2 heads,
+                         10 classes + null class 10, learn_sigma=True (the graph keeps only the 4 eps channels).
+                         x f32 [B,4,8,8], t i64 [B], y i64 [B] -> eps f32 [B,4,8,8]
+  tiny_vae_encoder.onnx  KL-VAE encoder from d3hr_models/vae.py (base 8 channels): image [B,1,32,32] -> mean, logvar
+  tiny_vae_decoder.onnx  KL-VAE decoder: latent [B,4,8,8] (unscaled) -> image [B,1,32,32]
+  bad_names.onnx         negative fixture: inputs named latent, timestep, label -> eps (an Identity graph)
+  bad_shape.onnx         negative fixture: a DiT for 3x8x8 latents (metadata latent_shape "3,8,8")
+  reference.safetensors  PyTorch outputs: dit.x [3,4,8,8], dit.t [3] i64, dit.y [3] i64 (contains the null
+                         class 10), dit.eps; enc.image [2,1,32,32], enc.mean, enc.logvar; dec.latent [2,4,8,8],
+                         dec.image; alphas_cumprod (f64, DiT's linear schedule) and a DDIM round trip with
+                         the tiny DiT on the paper's grid 0, 20, ..., 620 (models/d3hr_models/diffusion.py):
+                         ddim.z0, ddim.y, ddim.grid, ddim.zT, ddim.z0_back
+Weights are random with a fixed seed; the DiT's adaLN-Zero layers are re-initialised with non-zero values
+(an untrained DiT's output is otherwise identically zero). Opset --opset (pinned, 17), IR version <= 9,
+the ONNX full checker runs on every file, and onnxruntime must reproduce the references within --tol.
 
 Example:
     python models/make_test_models.py
@@ -27,116 +31,139 @@ sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
-from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample, timestep_grid  # noqa: E402
+from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample  # noqa: E402
 from d3hr_models.dit import DiT, DiTConfig, EpsOnly  # noqa: E402
+from d3hr_models.onnx_export import (DEC_INPUTS, DEC_OUTPUTS, DIT_INPUTS, DIT_OUTPUTS, ENC_INPUTS,  # noqa: E402
+                                     ENC_OUTPUTS, MAX_IR_VERSION, check_io, export_graph, finalize,
+                                     max_abs_err, ort_session, torch_outputs)
 from d3hr_models.vae import KLVAE, VAEConfig  # noqa: E402
 
-MAX_IR_VERSION = 9
+#: made-up latent scaling factor written into the VAE and DiT metadata (the weights are untrained)
+SCALING = 0.5
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(HERE, "test_data"), help="output folder")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (pinned)")
-    p.add_argument("--seed", type=int, default=1234, help="seed for weights and reference inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and reference inputs")
     p.add_argument("--tol", type=float, default=1e-5, help="max abs error allowed between ORT and PyTorch")
     return p.parse_args()
 
 
-def export(module, args, path, in_names, out_names, opset, meta):
-    torch.onnx.export(module, args, path, input_names=in_names, output_names=out_names, opset_version=opset,
-                      dynamic_axes={n: {0: "batch"} for n in in_names + out_names}, dynamo=False)
-    model = onnx.load(path)
-    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
-    for k, v in meta.items():
-        e = model.metadata_props.add()
-        e.key, e.value = k, str(v)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, path)
+def meta(latent_c: int, model: str) -> dict[str, str]:
+    return {"latent_shape": f"{latent_c},8,8", "num_classes": "10", "null_class": "10",
+            "timestep": "integer DDPM step index 0..999 (int64), linear beta 0.0001..0.02, 1000 steps",
+            "scaling_factor": str(SCALING), "image_shape": "1,32,32", "model": model,
+            "producer_script": "models/make_test_models.py"}
 
 
-def check(path, inputs: dict, refs: list[np.ndarray], tol: float) -> float:
-    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, inputs)
-    err = max(float(np.abs(g - r).max()) for g, r in zip(got, refs))
+def tiny_dit(in_channels: int, hidden: int, depth: int) -> EpsOnly:
+    cfg = DiTConfig(input_size=8, patch_size=2, in_channels=in_channels, hidden_size=hidden, depth=depth,
+                    num_heads=2, num_classes=10, class_dropout_prob=0.1, learn_sigma=True)
+    dit = DiT(cfg)
+    with torch.no_grad():
+        for name, p in dit.named_parameters():
+            if name != "pos_embed":
+                p.normal_(0.0, 0.2)
+    return EpsOnly(dit.eval()).eval()
+
+
+def verify(path: str, fn, inputs: dict[str, np.ndarray], tol: float) -> tuple[float, list[np.ndarray]]:
+    ref = torch_outputs(fn, inputs)
+    got = ort_session(path).run(None, inputs)
+    err = max_abs_err(got, ref)
     if not err <= tol:
         raise SystemExit(f"{path}: max abs error {err:.3e} > {tol:.1e}")
-    return err
+    return err, ref
 
 
-@torch.no_grad()
 def main() -> None:
     args = parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    tensors: dict[str, np.ndarray] = {}
-    common = {"latent_shape": "4,8,8", "num_classes": "10", "null_class": "10",
-              "timestep": "integer DDPM step index 0..999 (int64), linear beta 0.0001..0.02, 1000 steps",
-              "image_shape": "1,32,32", "scaling_factor": "0.5", "producer_script": "models/make_test_models.py",
-              "note": "random weights, for tests only"}
+    refs: dict[str, np.ndarray] = {}
 
     # --- tiny DiT ---
-    cfg = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2,
-                    num_classes=10, class_dropout_prob=0.1, learn_sigma=True)
-    dit = DiT(cfg)
-    for name, p in dit.named_parameters():
-        if name != "pos_embed":
-            p.normal_(0.0, 0.2)
-    dit.eval()
-    wrapper = EpsOnly(dit).eval()
-    x = torch.randn(3, 4, 8, 8)
-    t = torch.tensor([0, 517, 999], dtype=torch.int64)
-    y = torch.tensor([3, 9, 10], dtype=torch.int64)  # 10 = null class
-    eps = wrapper(x, t, y)
-    path = os.path.join(args.out, "dit_tiny.onnx")
-    export(wrapper, (x, t, y), path, ["x", "t", "y"], ["eps"], args.opset,
-           {**common, "model": "tiny DiT, epsilon channels only", "dit_config": str(cfg.to_dict())})
-    err = check(path, {"x": x.numpy(), "t": t.numpy(), "y": y.numpy()}, [eps.numpy()], args.tol)
-    print(f"{path}: max abs err {err:.2e}")
-    tensors.update({"dit_x": x.numpy(), "dit_t": t.numpy(), "dit_y": y.numpy(), "dit_eps": eps.numpy()})
+    dit = tiny_dit(4, 32, 2)
+    path = os.path.join(args.out, "tiny_dit.onnx")
+    export_graph(dit, (torch.randn(2, 4, 8, 8), torch.tensor([1, 2]), torch.tensor([3, 10])), path,
+                 DIT_INPUTS, DIT_OUTPUTS, args.opset)
+    finalize(path, {**meta(4, "tiny random DiT (tests only), epsilon channels only"),
+                    "dit_config": str(dit.dit.cfg.to_dict())})
+    check_io(path, DIT_INPUTS, DIT_OUTPUTS)
+    inputs = {"x": rng.standard_normal((3, 4, 8, 8)).astype(np.float32),
+              "t": np.array([0, 517, 999], dtype=np.int64),
+              "y": np.array([3, 9, 10], dtype=np.int64)}
+    err, (eps,) = verify(path, dit, inputs, args.tol)
+    refs.update({"dit.x": inputs["x"], "dit.t": inputs["t"], "dit.y": inputs["y"], "dit.eps": eps})
+    print(f"{path}: max abs err {err:.1e}")
 
     # --- tiny VAE ---
     vae = KLVAE(VAEConfig(base_channels=8, ch_mult=(1, 2, 4), groups=4, unshuffle=1)).eval()
-    img = torch.rand(3, 1, 32, 32) * 2 - 1
-    mean, logvar = vae.encoder(img)
-    path = os.path.join(args.out, "vae_tiny_encoder.onnx")
-    export(vae.encoder, (img,), path, ["image"], ["mean", "logvar"], args.opset,
-           {**common, "model": "tiny KL-VAE encoder (unscaled mean, logvar)"})
-    err = check(path, {"image": img.numpy()}, [mean.numpy(), logvar.numpy()], args.tol)
-    print(f"{path}: max abs err {err:.2e}")
-    lat = torch.randn(3, 4, 8, 8)
-    out = vae.decoder(lat)
-    path = os.path.join(args.out, "vae_tiny_decoder.onnx")
-    export(vae.decoder, (lat,), path, ["latent"], ["image"], args.opset,
-           {**common, "model": "tiny KL-VAE decoder (unscaled latent in)"})
-    err = check(path, {"latent": lat.numpy()}, [out.numpy()], args.tol)
-    print(f"{path}: max abs err {err:.2e}")
-    tensors.update({"vae_image": img.numpy(), "vae_mean": mean.numpy(), "vae_logvar": logvar.numpy(),
-                    "vae_latent": lat.numpy(), "vae_decoded": out.numpy()})
+    path = os.path.join(args.out, "tiny_vae_encoder.onnx")
+    export_graph(vae.encoder, (torch.rand(2, 1, 32, 32) * 2 - 1,), path, ENC_INPUTS, ENC_OUTPUTS, args.opset)
+    finalize(path, meta(4, "tiny random KL-VAE encoder (tests only); unscaled mean and logvar"))
+    check_io(path, ENC_INPUTS, ENC_OUTPUTS)
+    inputs = {"image": (rng.random((2, 1, 32, 32)) * 2 - 1).astype(np.float32)}
+    err, (mean, logvar) = verify(path, vae.encoder, inputs, args.tol)
+    refs.update({"enc.image": inputs["image"], "enc.mean": mean, "enc.logvar": logvar})
+    print(f"{path}: max abs err {err:.1e}")
 
-    # --- schedule and a DDIM round trip (float32 latents, float64 coefficients) ---
+    path = os.path.join(args.out, "tiny_vae_decoder.onnx")
+    export_graph(vae.decoder, (torch.randn(2, 4, 8, 8),), path, DEC_INPUTS, DEC_OUTPUTS, args.opset)
+    finalize(path, meta(4, "tiny random KL-VAE decoder (tests only); unscaled latent in"))
+    check_io(path, DEC_INPUTS, DEC_OUTPUTS)
+    inputs = {"latent": rng.standard_normal((2, 4, 8, 8)).astype(np.float32)}
+    err, (image,) = verify(path, vae.decoder, inputs, args.tol)
+    refs.update({"dec.latent": inputs["latent"], "dec.image": image})
+    print(f"{path}: max abs err {err:.1e}")
+
+    # --- negative fixtures ---
+    path = os.path.join(args.out, "bad_names.onnx")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["latent"], ["eps"])], "bad_names",
+        [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["batch", 4, 8, 8]),
+         helper.make_tensor_value_info("timestep", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("eps", TensorProto.FLOAT, ["batch", 4, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", args.opset)],
+                              producer_name="models/make_test_models.py")
+    model.ir_version = MAX_IR_VERSION
+    onnx.save(model, path)
+    finalize(path, meta(4, "negative fixture: wrong input names"))
+    print(f"{path}: written")
+
+    path = os.path.join(args.out, "bad_shape.onnx")
+    bad = tiny_dit(3, 16, 1)
+    export_graph(bad, (torch.randn(2, 3, 8, 8), torch.tensor([1, 2]), torch.tensor([3, 10])), path,
+                 DIT_INPUTS, DIT_OUTPUTS, args.opset)
+    finalize(path, {**meta(3, "negative fixture: DiT for 3x8x8 latents"), "dit_config": str(bad.dit.cfg.to_dict())})
+    print(f"{path}: written")
+
+    # --- a DDIM round trip with the tiny DiT on the paper's grid (t = 0, 20, ..., 620) ---
     ac = alphas_cumprod()
-    grid = timestep_grid(31)
-    z0 = torch.randn(4, 4, 8, 8)
+    grid = list(range(0, 621, 20))
+    z0 = torch.from_numpy(rng.standard_normal((4, 4, 8, 8)).astype(np.float32))
     yy = torch.tensor([0, 1, 2, 10], dtype=torch.int64)
+    z_t = ddim_invert(dit, z0, yy, grid, ac)
+    z_back = ddim_sample(dit, z_t, yy, grid, ac)
+    refs.update({"alphas_cumprod": ac, "ddim.z0": z0.numpy(), "ddim.y": yy.numpy(),
+                 "ddim.grid": np.asarray(grid, dtype=np.int64), "ddim.zT": z_t.float().numpy(),
+                 "ddim.z0_back": z_back.float().numpy()})
 
-    def eps_fn(z, tt, c):
-        return wrapper(z, tt, c)
-
-    z_t = ddim_invert(eps_fn, z0, yy, grid, ac)
-    z_back = ddim_sample(eps_fn, z_t, yy, grid, ac)
-    tensors.update({"alphas_cumprod": ac, "ddim_z0": z0.numpy(), "ddim_y": yy.numpy(),
-                    "ddim_grid": np.asarray(grid, dtype=np.int64), "ddim_zT": z_t.float().numpy(),
-                    "ddim_z0_back": z_back.float().numpy()})
-    ref = os.path.join(args.out, "reference.safetensors")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, ref,
-              metadata={"producer_script": "models/make_test_models.py", "seed": str(args.seed),
-                        "ddim": "inversion then sampling, eta 0, guidance 1, grid round(linspace(0, 999, 32))"})
-    print(f"wrote {ref}; round-trip rel L2 {float((z_back - z0).norm() / z0.norm()):.3e}")
+    ref_path = os.path.join(args.out, "reference.safetensors")
+    # One metadata key: safetensors writes metadata in hash order, so several keys would make the
+    # file's bytes differ from run to run.
+    save_file({k: np.ascontiguousarray(v) for k, v in refs.items()}, ref_path,
+              metadata={"producer": f"models/make_test_models.py --seed {args.seed}"})
+    os.chmod(ref_path, 0o644)
     for f in sorted(os.listdir(args.out)):
         print(f"  {f}: {os.path.getsize(os.path.join(args.out, f)):,} bytes")
 

@@ -281,7 +281,8 @@ class EpsOnly(nn.Module):
 # --- fixed 2-D sin-cos position table (MAE / DiT) -------------------------------------------------
 
 def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int) -> np.ndarray:
-    """[grid_size**2, embed_dim]; first half encodes the row... exactly as DiT's helper (w-major grid)."""
+    """[grid_size**2, embed_dim] table as in DiT's helper: tokens in row-major order; the first half of
+    the channels encodes the column (w) coordinate, the second half the row (h), each as [sin, cos]."""
     grid_h = np.arange(grid_size, dtype=np.float32)
     grid_w = np.arange(grid_size, dtype=np.float32)
     grid = np.meshgrid(grid_w, grid_h)  # w goes first

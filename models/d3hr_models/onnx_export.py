@@ -63,15 +63,19 @@ def finalize(path: str, meta: dict[str, str], external_data: str = "auto") -> di
     next to the graph (any per-tensor files the exporter wrote are removed). Returns a small summary.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    model = onnx.load(path, load_external_data=True)
+    # torch writes one file per tensor next to the graph when the model exceeds 2 GB; the full proto
+    # cannot be serialised (not even ByteSize()) then, so size it as skeleton + external files
+    model = onnx.load(path, load_external_data=False)
     old_external = _external_files(model)
+    size = model.ByteSize() + sum(os.path.getsize(os.path.join(folder, f)) for f in old_external)
+    if old_external:
+        onnx.load_external_data_for_model(model, folder)
     if model.ir_version > MAX_IR_VERSION:
         model.ir_version = MAX_IR_VERSION
     del model.metadata_props[:]
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, str(v)
-    size = model.ByteSize()
     use_external = external_data == "always" or (external_data == "auto" and size >= PROTOBUF_LIMIT - 2 ** 20)
     if external_data == "never" and size >= PROTOBUF_LIMIT:
         raise SystemExit(f"{path}: {size / 2**30:.2f} GiB does not fit in one protobuf; use external data")
@@ -86,6 +90,7 @@ def finalize(path: str, meta: dict[str, str], external_data: str = "auto") -> di
             os.remove(data_path)
         onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name,
                   size_threshold=1024)
+        os.chmod(data_path, 0o644)  # onnx creates it owner-only
         onnx.checker.check_model(path, full_check=True)  # path form: handles > 2 GB
     else:
         if os.path.exists(os.path.join(folder, data_name)):

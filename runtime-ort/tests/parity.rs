@@ -65,17 +65,17 @@ fn cpu() -> SessionConfig {
 }
 
 fn dit() -> OrtDit {
-    OrtDit::load(&data("dit_tiny.onnx"), &cpu()).expect("tiny DiT loads")
+    OrtDit::load(&data("tiny_dit.onnx"), &cpu()).expect("tiny DiT loads")
 }
 
 #[test]
 fn dit_matches_pytorch() {
     let r = Refs::load();
     let (x, t, y, want) = (
-        r.f32("dit_x"),
-        r.i64("dit_t"),
-        r.i64("dit_y"),
-        r.f32("dit_eps"),
+        r.f32("dit.x"),
+        r.i64("dit.t"),
+        r.i64("dit.y"),
+        r.f32("dit.eps"),
     );
     let mut m = dit();
     assert_eq!(m.latent_shape(), [4, 8, 8]);
@@ -104,8 +104,8 @@ fn dit_matches_pytorch() {
 fn vae_matches_pytorch() {
     let r = Refs::load();
     let mut vae = OrtVae::load(
-        Some(&data("vae_tiny_encoder.onnx")),
-        Some(&data("vae_tiny_decoder.onnx")),
+        Some(&data("tiny_vae_encoder.onnx")),
+        Some(&data("tiny_vae_decoder.onnx")),
         &cpu(),
     )
     .unwrap();
@@ -113,10 +113,10 @@ fn vae_matches_pytorch() {
         (vae.image_shape(), vae.latent_shape()),
         ([1, 32, 32], [4, 8, 8])
     );
-    let (mean, logvar) = vae.posterior(&r.f32("vae_image")).unwrap();
+    let (mean, logvar) = vae.posterior(&r.f32("enc.image")).unwrap();
     let (em, el) = (
-        max_abs(&mean, &r.f32("vae_mean")),
-        max_abs(&logvar, &r.f32("vae_logvar")),
+        max_abs(&mean, &r.f32("enc.mean")),
+        max_abs(&logvar, &r.f32("enc.logvar")),
     );
     assert!(
         em <= 1e-4 && el <= 1e-4,
@@ -126,21 +126,21 @@ fn vae_matches_pytorch() {
     // encode_mean scales by s; decode divides by it again.
     let s = vae.scaling_factor();
     let mut z = vec![0.0f32; mean.len()];
-    vae.encode_mean(&r.f32("vae_image"), &mut z).unwrap();
+    vae.encode_mean(&r.f32("enc.image"), &mut z).unwrap();
     assert!(z.iter().zip(&mean).all(|(a, b)| (a - s * b).abs() <= 1e-6));
-    let scaled: Vec<f32> = r.f32("vae_latent").iter().map(|v| v * s).collect();
-    let mut img = vec![0.0f32; 3 * 32 * 32];
+    let scaled: Vec<f32> = r.f32("dec.latent").iter().map(|v| v * s).collect();
+    let mut img = vec![0.0f32; 2 * 32 * 32];
     vae.decode(&scaled, &mut img).unwrap();
-    let err = max_abs(&img, &r.f32("vae_decoded"));
+    let err = max_abs(&img, &r.f32("dec.image"));
     assert!(err <= 1e-4, "decoder: max abs error {err:e}");
 }
 
 #[test]
 fn seeded_posterior_sample_is_reproducible() {
     let r = Refs::load();
-    let mut vae = OrtVae::load(Some(&data("vae_tiny_encoder.onnx")), None, &cpu()).unwrap();
-    let images = r.f32("vae_image");
-    let mut a = vec![0.0f32; 3 * 256];
+    let mut vae = OrtVae::load(Some(&data("tiny_vae_encoder.onnx")), None, &cpu()).unwrap();
+    let images = r.f32("enc.image");
+    let mut a = vec![0.0f32; 2 * 256];
     let mut b = a.clone();
     let mut c = a.clone();
     vae.encode_sample(&images, &mut rand_pcg::Pcg64::seed_from_u64(5), &mut a)
@@ -156,7 +156,7 @@ fn seeded_posterior_sample_is_reproducible() {
 #[test]
 fn guidance_doubles_the_batch_and_combines() {
     let r = Refs::load();
-    let x = r.f32("dit_x");
+    let x = r.f32("dit.x");
     let mut plain = dit();
     let d = plain.latent_len();
     let x2 = &x[..2 * d];
@@ -179,7 +179,7 @@ fn guidance_doubles_the_batch_and_combines() {
 #[test]
 fn max_batch_splits_without_changing_results() {
     let r = Refs::load();
-    let x = r.f32("dit_x");
+    let x = r.f32("dit.x");
     let mut whole = dit();
     let d = whole.latent_len();
     let mut a = vec![0.0; 3 * d];
@@ -207,7 +207,7 @@ fn wrong_input_names_are_reported() {
 
 #[test]
 fn truncated_model_is_an_error_not_a_crash() {
-    let bytes = std::fs::read(data("dit_tiny.onnx")).unwrap();
+    let bytes = std::fs::read(data("tiny_dit.onnx")).unwrap();
     let dir = std::env::temp_dir().join(format!("d3hr-ort-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("truncated.onnx");
@@ -294,7 +294,7 @@ fn batch_of_the_wrong_shape_is_refused() {
         "{err}"
     );
 
-    let mut vae = OrtVae::load(None, Some(&data("vae_tiny_decoder.onnx")), &cpu()).unwrap();
+    let mut vae = OrtVae::load(None, Some(&data("tiny_vae_decoder.onnx")), &cpu()).unwrap();
     assert!(matches!(
         vae.decode(&[0.0; 100], &mut [0.0; 1024]),
         Err(Error::Batch { .. })
@@ -304,7 +304,7 @@ fn batch_of_the_wrong_shape_is_refused() {
 
 #[test]
 fn a_dit_is_not_a_vae() {
-    let err = OrtVae::load(Some(&data("dit_tiny.onnx")), None, &cpu())
+    let err = OrtVae::load(Some(&data("tiny_dit.onnx")), None, &cpu())
         .err()
         .expect("must fail");
     assert!(matches!(err, Error::Interface { .. }), "{err}");
@@ -317,7 +317,7 @@ fn cuda_without_cuda_fails_loudly() {
         device: Device::Cuda { device_id: 0 },
         ..cpu()
     };
-    match OrtDit::load(&data("dit_tiny.onnx"), &cfg) {
+    match OrtDit::load(&data("tiny_dit.onnx"), &cfg) {
         Err(e) => assert!(
             matches!(
                 e,
@@ -351,7 +351,8 @@ fn pinned_versions_agree() {
 }
 
 /// The core's DDIM loops driving the ONNX DiT reproduce an independent PyTorch implementation
-/// (`models/d3hr_models/diffusion.py`): 31-step inversion, then sampling, on 4 latents.
+/// (`models/d3hr_models/diffusion.py`): inversion over the paper's grid 0, 20, …, 620, then
+/// sampling back, on 4 latents (one with the null class).
 #[test]
 fn ddim_through_ort_matches_pytorch() {
     use d3hr_core::ddim;
@@ -364,17 +365,17 @@ fn ddim_through_ort_matches_pytorch() {
             .zip(sched.alphas_cumprod())
             .all(|(a, b)| (a - b).abs() <= 1e-12)
     );
-    let grid: Vec<u32> = r.i64("ddim_grid").iter().map(|&t| t as u32).collect();
+    let grid: Vec<u32> = r.i64("ddim.grid").iter().map(|&t| t as u32).collect();
     let grid = Timesteps::from_list(&grid, 1000).unwrap();
-    let classes: Vec<u32> = r.i64("ddim_y").iter().map(|&c| c as u32).collect();
-    let mut z = r.f32("ddim_z0");
+    let classes: Vec<u32> = r.i64("ddim.y").iter().map(|&c| c as u32).collect();
+    let mut z = r.f32("ddim.z0");
     let mut eps = vec![0.0; z.len()];
     let mut m = dit();
     ddim::invert(&mut m, &sched, &grid, &mut z, &classes, &mut eps).unwrap();
-    let err = max_abs(&z, &r.f32("ddim_zT"));
+    let err = max_abs(&z, &r.f32("ddim.zT"));
     assert!(err <= 1e-3, "z_T: max abs error {err:e}");
     ddim::sample(&mut m, &sched, &grid, &mut z, &classes, &mut eps).unwrap();
-    let want = r.f32("ddim_z0_back");
+    let want = r.f32("ddim.z0_back");
     let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     let err = max_abs(&z, &want);
     assert!(
