@@ -5,7 +5,7 @@
 //! ```sh
 //! python models/bench_dit.py --preset S/2 --batch 8 --threads 2     # exports the graph, times Python
 //! D3HR_PYTHON=$(scripts/python-env) cargo bench -p d3hr-ort --bench dit -- \
-//!     models/work/bench/dit_S2.onnx 8 2 20
+//!     models/work/bench/dit_S2_256.onnx 8 2 20
 //! ```
 //! Arguments: graph, batch, threads, timed iterations (defaults as above). Prints one JSON line.
 
@@ -23,10 +23,11 @@ fn main() {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // `cargo bench` runs in runtime-ort/: relative paths are taken from the workspace root.
     let graph = args
         .first()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("models/work/bench/dit_S2.onnx"));
+        .map(|p| root.join(p))
+        .unwrap_or_else(|| root.join("models/work/bench/dit_S2_256.onnx"));
     let batch: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(8);
     let threads: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(2);
     let iters: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(20);
