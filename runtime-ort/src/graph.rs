@@ -88,11 +88,11 @@ impl Graph {
                 .map_err(|e| Error::Provider {
                     path: path.clone(),
                     provider: cfg.device.name(),
-                    message: e.to_string(),
+                    message: e.to_string().trim_end_matches('.').to_string(),
                 })?;
         }
         let session = builder.commit_from_file(&path).map_err(|e| {
-            let message = e.to_string();
+            let message = e.to_string().trim_end_matches('.').to_string();
             if matches!(cfg.device, Device::Cuda { .. }) && message.to_lowercase().contains("cuda")
             {
                 Error::Provider {
