@@ -15,7 +15,7 @@ use cli::{Cli, Command, Global, RunArgs, SamplingArgs};
 use data::Dataset;
 use fsx::{non_empty_dir, write_atomic};
 use models::Models;
-use pipeline::{Sampled, invert_dataset, sample_class, write_class};
+use pipeline::{InvertJob, Sampled, invert_dataset, sample_class, write_class};
 use progress::Reporter;
 use serde_json::json;
 use settings::{Mapper, Selection};
@@ -121,17 +121,17 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
         models.dit_path.display()
     ));
     let ckpt = a.out.join(".d3hr").join("invert");
-    let (stats, invert_secs) = invert_dataset(
-        &ds,
-        &mut models,
-        &mapper,
+    let job = InvertJob {
+        ds: &ds,
+        mapper: &mapper,
         seed,
-        a.data.batch.get(),
-        a.data.strict,
-        &ckpt,
-        a.run.resume,
+        batch: a.data.batch.get(),
+        strict: a.data.strict,
+        ckpt_dir: &ckpt,
+        resume: a.run.resume,
         rep,
-    )?;
+    };
+    let (stats, invert_secs) = invert_dataset(&job, &mut models)?;
     stats.write(&a.out.join("stats.safetensors"))?;
     let per_class = sample_all(
         g,
@@ -196,17 +196,17 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
             ckpt.display()
         );
     }
-    let (stats, secs) = invert_dataset(
-        &ds,
-        &mut models,
-        &mapper,
+    let job = InvertJob {
+        ds: &ds,
+        mapper: &mapper,
         seed,
-        a.data.batch.get(),
-        a.data.strict,
-        &ckpt,
-        a.run.resume,
+        batch: a.data.batch.get(),
+        strict: a.data.strict,
+        ckpt_dir: &ckpt,
+        resume: a.run.resume,
         rep,
-    )?;
+    };
+    let (stats, secs) = invert_dataset(&job, &mut models)?;
     stats.write(&a.out)?;
     let _ = std::fs::remove_dir_all(&ckpt);
     rep.result(

@@ -30,20 +30,37 @@ const PURPOSE_POSTERIOR: u64 = 1;
 const PURPOSE_DDPM: u64 = 2;
 const PURPOSE_SELECT: u64 = 3;
 
+/// Stage 1–2 of one run: which data, which settings, where the per-class checkpoints go.
+pub struct InvertJob<'a> {
+    pub ds: &'a Dataset,
+    pub mapper: &'a Mapper,
+    pub seed: u64,
+    /// Images per model call.
+    pub batch: usize,
+    /// Fail on an unreadable image instead of skipping it.
+    pub strict: bool,
+    pub ckpt_dir: &'a Path,
+    pub resume: bool,
+    pub rep: &'a Reporter,
+}
+
 /// Statistics of one class from its images. Images are decoded on a worker thread so the model
 /// never waits for them.
-#[allow(clippy::too_many_arguments)]
 fn invert_class(
-    ds: &Dataset,
+    job: &InvertJob<'_>,
     class: &Class,
     models: &mut Models,
-    mapper: &Mapper,
-    seed: u64,
-    batch: usize,
-    strict: bool,
-    rep: &Reporter,
     bar: &mut crate::progress::Stage,
 ) -> Result<(ClassStats, Option<Fit>)> {
+    let InvertJob {
+        ds,
+        mapper,
+        seed,
+        batch,
+        strict,
+        rep,
+        ..
+    } = *job;
     let [c, s, _] = models.vae.image_shape();
     let d: usize = models.vae.latent_shape().iter().product();
     let num_classes = models.dit().num_classes();
@@ -192,20 +209,18 @@ pub fn meta(models: &Models, mapper: &Mapper, seed: u64, ds: &Dataset, fit: Opti
     }
 }
 
-/// Stage 1–2 over every class of `ds`, with a checkpoint per class in `ckpt_dir` so an
-/// interrupted run resumes at the class in flight.
-#[allow(clippy::too_many_arguments)]
-pub fn invert_dataset(
-    ds: &Dataset,
-    models: &mut Models,
-    mapper: &Mapper,
-    seed: u64,
-    batch: usize,
-    strict: bool,
-    ckpt_dir: &Path,
-    resume: bool,
-    rep: &Reporter,
-) -> Result<(StatsFile, f64)> {
+/// Stage 1–2 over every class of the job's data, with a checkpoint per class so an interrupted
+/// run resumes at the class in flight.
+pub fn invert_dataset(job: &InvertJob<'_>, models: &mut Models) -> Result<(StatsFile, f64)> {
+    let InvertJob {
+        ds,
+        mapper,
+        seed,
+        ckpt_dir,
+        resume,
+        rep,
+        ..
+    } = *job;
     let total: u64 = ds.classes.iter().map(|c| c.items.len() as u64).sum();
     let mut bar = rep.stage("invert", "img", total);
     let mut classes = Vec::new();
@@ -233,9 +248,7 @@ pub fn invert_dataset(
             continue;
         }
         bar.set_message(&format!("class {}", class.name));
-        let (stats, f) = invert_class(
-            ds, class, models, mapper, seed, batch, strict, rep, &mut bar,
-        )?;
+        let (stats, f) = invert_class(job, class, models, &mut bar)?;
         fit = fit.or(f);
         let one = StatsFile {
             meta: meta(models, mapper, seed, ds, fit),

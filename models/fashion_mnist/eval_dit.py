@@ -50,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--invert-steps", type=int, default=31, help="DDIM steps for the inversion round trip")
     p.add_argument("--roundtrip-n", type=int, default=300, help="number of real test latents for the round trip")
     p.add_argument("--roundtrip-scale", type=float, default=1.0, help="guidance scale used in the round trip")
+    p.add_argument("--ref-n", type=int, default=2000,
+                   help="test images (first N) for the teacher accuracy on real / VAE-reconstructed images")
     p.add_argument("--batch", type=int, default=500, help="batch size for the DiT calls")
     p.add_argument("--out-json", default=os.path.join(WORK_DIR, "eval_dit.json"), help="summary JSON")
     p.add_argument("--out-dir", default=os.path.join(WORK_DIR, "samples"), help="folder for sample grids")
@@ -102,9 +104,11 @@ def main() -> None:
     # teacher on VAE reconstructions of real test images (upper reference for decoded samples)
     x_test, y_test = load_tensors(args.data, "test")
     z_test = torch.cat([vae.encode(x_test[i:i + 1000])[0] for i in range(0, len(x_test), 1000)]) * s
-    summary["teacher_acc_real_test"] = (classify(x_test) == y_test).float().mean().item()
-    summary["teacher_acc_vae_recon_test"] = (classify(decode(z_test)) == y_test).float().mean().item()
-    log(f"teacher acc: real test {summary['teacher_acc_real_test']:.4f}, "
+    r = args.ref_n
+    summary["ref_n"] = r
+    summary["teacher_acc_real_test"] = (classify(x_test[:r]) == y_test[:r]).float().mean().item()
+    summary["teacher_acc_vae_recon_test"] = (classify(decode(z_test[:r])) == y_test[:r]).float().mean().item()
+    log(f"teacher acc on the first {r} test images: real {summary['teacher_acc_real_test']:.4f}, "
         f"VAE reconstructions {summary['teacher_acc_vae_recon_test']:.4f}")
 
     grid = timestep_grid(args.sample_steps)
@@ -128,7 +132,8 @@ def main() -> None:
         log(f"guidance {scale}: teacher accuracy {acc:.4f} per class {[round(v, 2) for v in per]} "
             f"({time.time() - t0:.0f} s)")
         if args.grid:
-            pick = torch.cat([torch.arange(c * args.per_class, c * args.per_class + 10) for c in range(nc)])
+            k = min(10, args.per_class)
+            pick = torch.cat([torch.arange(c * args.per_class, c * args.per_class + k) for c in range(nc)])
             write_grid(img[pick], os.path.join(args.out_dir, f"samples_w{scale:g}.png"), rows=nc)
 
     # inversion round trip on real test latents (stratified over classes)
