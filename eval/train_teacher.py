@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate (cosine decay to 0)")
     p.add_argument("--augment", type=int, default=1, help="1 = random crop (pad 2) + horizontal flip")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--init", default="", help="optional checkpoint to continue from (weights only)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     return p.parse_args()
 
@@ -69,6 +70,12 @@ def main() -> None:
     x_train, y_train = load_tensors(args.data, "train")
     x_test, y_test = load_tensors(args.data, "test")
     net = ConvNet()
+    prev_steps = 0
+    if args.init:
+        ckpt = torch.load(args.init, map_location="cpu", weights_only=True)
+        net.load_state_dict(ckpt["state_dict"])
+        prev_steps = int(ckpt.get("total_steps", ckpt.get("steps", 0)))
+        print(f"continuing from {args.init} ({prev_steps} steps)", flush=True)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(args.seed)
     total = int(args.epochs * len(x_train) / args.batch_size)
@@ -104,6 +111,7 @@ def main() -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save({"config": {"in_channels": 1, "num_classes": 10, "width": 128, "depth": 3, "image_size": 32},
                 "state_dict": net.state_dict(), "test_accuracy": acc, "steps": step,
+                "total_steps": prev_steps + step,
                 "train_minutes": minutes, "args": vars(args)}, args.out)
     print(f"wrote {args.out}")
 
