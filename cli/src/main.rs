@@ -121,16 +121,7 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
         models.dit_path.display()
     ));
     let ckpt = a.out.join(".d3hr").join("invert");
-    let job = InvertJob {
-        ds: &ds,
-        mapper: &mapper,
-        seed,
-        batch: a.data.batch.get(),
-        strict: a.data.strict,
-        ckpt_dir: &ckpt,
-        resume: a.run.resume,
-        rep,
-    };
+    let job = InvertJob::new(&ds, &mapper, seed, &a.data, &ckpt, a.run.resume, rep);
     let (stats, invert_secs) = invert_dataset(&job, &mut models)?;
     stats.write(&a.out.join("stats.safetensors"))?;
     let per_class = sample_all(
@@ -196,16 +187,7 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
             ckpt.display()
         );
     }
-    let job = InvertJob {
-        ds: &ds,
-        mapper: &mapper,
-        seed,
-        batch: a.data.batch.get(),
-        strict: a.data.strict,
-        ckpt_dir: &ckpt,
-        resume: a.run.resume,
-        rep,
-    };
+    let job = InvertJob::new(&ds, &mapper, seed, &a.data, &ckpt, a.run.resume, rep);
     let (stats, secs) = invert_dataset(&job, &mut models)?;
     stats.write(&a.out)?;
     let _ = std::fs::remove_dir_all(&ckpt);

@@ -44,6 +44,29 @@ pub struct InvertJob<'a> {
     pub rep: &'a Reporter,
 }
 
+impl<'a> InvertJob<'a> {
+    pub fn new(
+        ds: &'a Dataset,
+        mapper: &'a Mapper,
+        seed: u64,
+        data: &crate::cli::DataArgs,
+        ckpt_dir: &'a Path,
+        resume: bool,
+        rep: &'a Reporter,
+    ) -> Self {
+        InvertJob {
+            ds,
+            mapper,
+            seed,
+            batch: data.batch.get(),
+            strict: data.strict,
+            ckpt_dir,
+            resume,
+            rep,
+        }
+    }
+}
+
 /// Statistics of one class from its images. Images are decoded on a worker thread so the model
 /// never waits for them.
 fn invert_class(

@@ -75,7 +75,7 @@ fn signed_f64(x: f64, bits: u64) -> f64 {
 fn fast_or_miss_f32(bits: u32) -> (f32, bool) {
     let j = bits as usize & (2 * ZIG_LAYERS - 1);
     let m = bits >> SHIFT32;
-    (m as f32 * ZIG_W32[j], m >= ZIG_K32[j])
+    (m as f32 * ZIG_W32[j], m >= ZIG_K32[j & MASK])
 }
 
 /// Finish an f32 try that missed the fast path, drawing more words from `rng` until a value is

@@ -75,9 +75,8 @@ def main() -> None:
     k32 = [math.ceil(x[i + 1] / x[i] * 2.0**23) for i in range(N)]
     k64 = [math.ceil(x[i + 1] / x[i] * 2.0**53) for i in range(N)]
     w32 = [x[i] * 2.0**-23 for i in range(N)]
-    # f32 tries index 2N entries with 9 bits: the low 8 pick the layer, the 9th the sign, which
-    # the signed width table applies for free.
-    ks32 = k32 + k32
+    # f32 widths are indexed with 9 bits: the low 8 pick the layer, the 9th the sign, which the
+    # signed width table applies for free.
     ws32 = w32 + [-w for w in w32]
     w64 = [x[i] * 2.0**-53 for i in range(N)]
 
@@ -108,7 +107,7 @@ def main() -> None:
     arr("ZIG_X", "f64", x, "Layer edges: `x[0] = V/f(R)`, `x[1] = R`, decreasing to `x[256] = 0`.")
     arr("ZIG_F", "f64", fx, "`f(x[i]) = exp(-x[i]²/2)`.")
     arr("ZIG_F32", "f32", fx, "`f(x[i])` rounded to f32, for the f32 wedge test.", f32=True)
-    arr("ZIG_K32", "u32", ks32, "Fast-path bound for 23 uniform bits, by 9-bit index `j` (layer `j mod 256`): accept when `m < k[j]`, i.e. `m·|w[j]| < x[j mod 256 + 1]`.")
+    arr("ZIG_K32", "u32", k32, "Fast-path bound for 23 uniform bits, by layer: accept when `m < k[i]`, i.e. `m·x[i]·2^-23 < x[i+1]`.")
     arr("ZIG_W32", "f32", ws32, "`±x[i]·2^-23` by 9-bit index (`+` below 256, `−` above): scales 23 uniform bits to the signed layer width.", f32=True)
     arr("ZIG_K64", "u64", k64, "Fast-path bound for 53 uniform bits.")
     arr("ZIG_W64", "f64", w64, "`x[i]·2^-53`.")
