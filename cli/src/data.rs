@@ -193,7 +193,7 @@ fn read_class_map(path: &Path, folders: &[String]) -> Result<Vec<(String, u32)>>
     Ok(out)
 }
 
-const IMAGE_EXTS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "JPEG"];
+const IMAGE_EXTS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
 fn open_folder(root: &Path, class_map: Option<&Path>) -> Result<Vec<Class>> {
     let mut folders: Vec<String> = std::fs::read_dir(root)
@@ -221,9 +221,9 @@ fn open_folder(root: &Path, class_map: Option<&Path>) -> Result<Vec<Class>> {
             .with_context(|| format!("cannot read class folder {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    IMAGE_EXTS.contains(&e) || IMAGE_EXTS.contains(&e.to_lowercase().as_str())
-                })
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTS.contains(&e.to_lowercase().as_str()))
             })
             .collect();
         files.sort();

@@ -402,7 +402,7 @@ pub fn sample_class(
     let mut z_0 = z_t.clone();
     let plan = sampling_plan(
         stats.meta.profile,
-        &d3hr_core::schedule::Timesteps::from_list(&stats.meta.grid, 1000)?,
+        &d3hr_core::schedule::Timesteps::from_list(&stats.meta.grid, crate::settings::TRAIN_STEPS)?,
     )?;
     let schedule = Mapper::schedule();
     let dit = models.dit.as_mut().expect("DiT loaded");

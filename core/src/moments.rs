@@ -53,21 +53,10 @@ impl Moments<alloc::vec::Vec<f64>> {
 
 impl<S: AsRef<[f64]> + AsMut<[f64]>> Moments<S> {
     /// An empty accumulator over `storage`, which must hold `3 · dims` values; it is zeroed.
-    pub fn with_storage(dims: usize, mut storage: S) -> Result<Self, Error> {
-        let got = storage.as_ref().len();
-        if got != 3 * dims {
-            return Err(Error::BufferLength {
-                what: "moments storage",
-                expected: 3 * dims,
-                got,
-            });
-        }
-        storage.as_mut().fill(0.0);
-        Ok(Moments {
-            count: 0,
-            dims,
-            buf: storage,
-        })
+    pub fn with_storage(dims: usize, storage: S) -> Result<Self, Error> {
+        let mut m = Self::from_parts(dims, 0, storage)?;
+        m.buf.as_mut().fill(0.0);
+        Ok(m)
     }
 
     /// Resume from saved state: `count` samples with the given per-dimension mean, M2 and M3
