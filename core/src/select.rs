@@ -82,11 +82,6 @@ impl Targets<'_> {
         }
         Ok(())
     }
-
-    #[inline]
-    fn gamma(&self, d: usize) -> f64 {
-        self.skew.map_or(0.0, |s| f64::from(s[d]))
-    }
 }
 
 /// The weights λμ, λσ, λγ of Eq. 5.
@@ -387,51 +382,67 @@ impl Best {
     }
 }
 
-/// The paper's per-dimension loss `λμ·Lμ + λσ·Lσ + λγ·Lγ` (Eq. 5–8) from the power sums.
-#[inline]
-fn paper_dim_loss(cfg: &Config, t: &Targets<'_>, d: usize, s1: f32, s2: f32, s3: f32) -> f64 {
-    let n = cfg.n as f64;
-    let sigma = f64::from(t.std[d]);
-    let var = sigma * sigma;
-    let mean_g = f64::from(s1) / n;
-    let rms_g = libm::sqrt(f64::from(s2) / n);
-    let mut l = cfg.lambdas.mu * var * mean_g * mean_g
-        + cfg.lambdas.sigma * var * (rms_g - 1.0) * (rms_g - 1.0);
-    if cfg.lambdas.gamma > 0.0 && !cfg.gamma_dropped {
-        let skew = n / ((n - 1.0) * (n - 2.0)) * f64::from(s3) - t.gamma(d);
-        l += cfg.lambdas.gamma * skew * skew;
-    }
-    l
+/// The constants of the paper's loss for one configuration (Eq. 5–8), with `λγ = 0` when Lγ is
+/// dropped (n < 3).
+struct PaperTerms {
+    mu: f64,
+    sigma: f64,
+    gamma: f64,
+    /// `n / ((n − 1)(n − 2))`, the adjusted-skewness factor of Eq. 8 (0 when Lγ is dropped).
+    skew_factor: f64,
+    inv_n: f64,
 }
 
-/// The paper's loss summed over dimensions: [`paper_dim_loss`] written as one branch-free loop
-/// over four accumulators, so that it vectorises (same terms, summed in a fixed order).
+impl PaperTerms {
+    fn new(cfg: &Config) -> PaperTerms {
+        let n = cfg.n as f64;
+        let (gamma, skew_factor) = if cfg.lambdas.gamma > 0.0 && !cfg.gamma_dropped {
+            (cfg.lambdas.gamma, n / ((n - 1.0) * (n - 2.0)))
+        } else {
+            (0.0, 0.0)
+        };
+        PaperTerms {
+            mu: cfg.lambdas.mu,
+            sigma: cfg.lambdas.sigma,
+            gamma,
+            skew_factor,
+            inv_n: 1.0 / n,
+        }
+    }
+
+    /// `λμ·Lμ + λσ·Lσ + λγ·Lγ` of one dimension with target σ and γ, from the power sums
+    /// `s1 = Σ g`, `s2 = Σ g²`, `s3 = Σ g³` of the candidate's normals (`ẑ − μ = σ g`):
+    /// Lμ = σ²·mean(g)², Lσ = σ²·(rms(g) − 1)², Lγ = (n/((n−1)(n−2))·Σ g³ − γ)².
+    #[inline(always)]
+    fn dim(&self, sigma: f32, gamma: f32, s1: f32, s2: f32, s3: f32) -> f64 {
+        let sigma = f64::from(sigma);
+        let mean_g = f64::from(s1) * self.inv_n;
+        let rms_g = libm::sqrt(f64::from(s2) * self.inv_n) - 1.0;
+        let skew = self.skew_factor * f64::from(s3) - f64::from(gamma);
+        sigma * sigma * (self.mu * mean_g * mean_g + self.sigma * rms_g * rms_g)
+            + self.gamma * skew * skew
+    }
+}
+
+/// The paper's loss of one dimension `d` (used by the per-dimension search).
+#[inline]
+fn paper_dim_loss(terms: &PaperTerms, t: &Targets<'_>, d: usize, s1: f32, s2: f32, s3: f32) -> f64 {
+    terms.dim(t.std[d], t.skew.map_or(0.0, |s| s[d]), s1, s2, s3)
+}
+
+/// The paper's loss summed over dimensions: [`PaperTerms::dim`] in one branch-free loop over four
+/// accumulators, so that it vectorises (the sum's order is fixed: lane `d mod 4`, then the lanes).
 fn paper_loss(cfg: &Config, t: &Targets<'_>, sums: &Sums<'_>) -> f64 {
-    let n = cfg.n as f64;
-    let inv_n = 1.0 / n;
-    let (lm, ls) = (cfg.lambdas.mu, cfg.lambdas.sigma);
-    let (lg, c) = if cfg.lambdas.gamma > 0.0 && !cfg.gamma_dropped {
-        (cfg.lambdas.gamma, n / ((n - 1.0) * (n - 2.0)))
-    } else {
-        (0.0, 0.0)
-    };
-    let zeros = [0.0f32; 4];
+    let terms = PaperTerms::new(cfg);
     let mut acc = [0.0f64; 4];
     let dims = cfg.dims;
     let mut d = 0;
     while d < dims {
         let w = (dims - d).min(4);
-        for l in 0..4 {
-            if l < w {
-                let k = d + l;
-                let sigma = f64::from(t.std[k]);
-                let var = sigma * sigma;
-                let mean_g = f64::from(sums.s1[k]) * inv_n;
-                let rms_g = libm::sqrt(f64::from(sums.s2[k]) * inv_n) - 1.0;
-                let gamma = t.skew.map_or(zeros[l], |s| s[k]);
-                let skew = c * f64::from(sums.s3[k]) - f64::from(gamma);
-                acc[l] += var * (lm * mean_g * mean_g + ls * rms_g * rms_g) + lg * skew * skew;
-            }
+        for (l, a) in acc.iter_mut().enumerate().take(w) {
+            let k = d + l;
+            let gamma = t.skew.map_or(0.0, |s| s[k]);
+            *a += terms.dim(t.std[k], gamma, sums.s1[k], sums.s2[k], sums.s3[k]);
         }
         d += 4;
     }
@@ -661,12 +672,13 @@ pub fn search_per_dim<S: AsMut<[f32]>>(
     }
     targets.check(cfg.dims)?;
     let dims = cfg.dims;
+    let terms = PaperTerms::new(cfg);
     let (g, mut sums) = scratch.split(cfg)?;
     for k in range {
         draw_candidate(cfg, k, g)?;
         sums.accumulate(g, dims);
         for d in 0..dims {
-            let l = paper_dim_loss(cfg, targets, d, sums.s1[d], sums.s2[d], sums.s3[d]);
+            let l = paper_dim_loss(&terms, targets, d, sums.s1[d], sums.s2[d], sums.s3[d]);
             // Ranges are scanned upwards, so a strict `<` keeps ties on the lower index.
             if l < best.loss[d] {
                 best.loss[d] = l;

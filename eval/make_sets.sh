@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Writes every distilled set of the README's accuracy table under runs/ (resumable: a set whose
+# manifest.json exists is kept). One full DDIM inversion of the 60,000 training images (~30 min on
+# the 2-core machine) and one DDPM forward mapping (VAE only) feed all the sampled sets.
+#   eval/make_sets.sh            # then: python eval/run_table.py; python eval/make_table.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLI=${D3HR_CLI:-target/release/d3hr-cli}
+[ -x "$CLI" ] || cargo build --release -p d3hr-cli
+PY=${PYTHON:-python3}
+mkdir -p runs
+
+# D3HR joint at IPC 10 is the full run (inversion + sampling); its statistics feed the rest.
+[ -f runs/d3hr_joint_ipc10/manifest.json ] || "$CLI" distill --ipc 10 --seed 0 --out runs/d3hr_joint_ipc10 --force
+STATS=runs/d3hr_joint_ipc10/stats.safetensors
+[ -f runs/stats_ddpm.safetensors ] || "$CLI" invert --mapping ddpm --seed 0 --out runs/stats_ddpm.safetensors --force
+
+sample() { # name, then sample flags
+  local name=$1; shift
+  [ -f "runs/$name/manifest.json" ] || "$CLI" sample --seed 0 --quiet --force --out "runs/$name" "$@"
+}
+for IPC in 1 10 50; do
+  [ "$IPC" = 10 ] || sample d3hr_joint_ipc$IPC --stats $STATS --ipc $IPC --mode joint
+  sample d3hr_perdim_ipc$IPC --stats $STATS --ipc $IPC --mode per-dim
+  sample base_rs_ipc$IPC --stats $STATS --ipc $IPC --mode random
+  sample base_ddpm_ipc$IPC --stats runs/stats_ddpm.safetensors --ipc $IPC --mode random
+  [ -d runs/random_real_ipc$IPC ] || $PY eval/random_real.py --ipc $IPC --seed 0 --out runs/random_real_ipc$IPC
+done
+for M in 100 1000 10000; do
+  sample d3hr_joint_m${M}_ipc10 --stats $STATS --ipc 10 --mode joint --m $M
+done

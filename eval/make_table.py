@@ -1,0 +1,85 @@
+"""Collect ``results/cells/*.json`` (written by ``eval/run_table.py``) into the README's tables.
+
+A cell is mean +- std (numpy std, ddof 0) of the student test accuracies over the seeds that have
+finished, with the number of seeds; cells with no finished seed print as "—". Writes
+``results/table.json`` (every cell with its per-seed accuracies) and prints Markdown.
+
+Example:
+    python eval/make_table.py > results/table.md
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+ROWS = [("random_real", "Random real subset"), ("base_ddpm", "Base-DDPM (DDPM mapping, m = 1)"),
+        ("base_rs", "Base-RS (DDIM inversion, m = 1)"), ("d3hr_joint", "D3HR (paper profile, joint, m = 1e5)"),
+        ("d3hr_perdim", "D3HR per-dim selection (m = 1e3)")]
+ABLATION = [("base_rs_ipc10", "1 (Base-RS)"), ("d3hr_joint_m100_ipc10", "1e2"),
+            ("d3hr_joint_m1000_ipc10", "1e3"), ("d3hr_joint_m10000_ipc10", "1e4"),
+            ("d3hr_joint_ipc10", "1e5"), ("d3hr_perdim_ipc10", "per-dim, m = 1e3")]
+PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
+
+
+def collect(results: str) -> dict:
+    cells: dict[str, dict] = {}
+    for path in sorted(glob.glob(os.path.join(results, "cells", "*.json"))):
+        m = re.match(r"(.+)\.(hard|soft|dsa)\.s(\d+)\.json$", os.path.basename(path))
+        if not m:
+            continue
+        with open(path) as f:
+            d = json.load(f)
+        key = f"{m.group(1)}.{m.group(2)}"
+        c = cells.setdefault(key, {"set": m.group(1), "protocol": m.group(2), "seeds": [], "accuracies": [],
+                                   "seconds": []})
+        for r in d["runs"]:
+            c["seeds"].append(r["seed"])
+            c["accuracies"].append(r["acc"])
+            c["seconds"].append(round(r["seconds"], 1))
+    for c in cells.values():
+        a = np.array(c["accuracies"])
+        c["mean"], c["std"], c["n"] = round(float(a.mean()), 2), round(float(a.std()), 2), len(a)
+    return cells
+
+
+def fmt(cells: dict, key: str) -> str:
+    c = cells.get(key)
+    if c is None:
+        return "—"
+    return f"{c['mean']:.2f} ± {c['std']:.2f} ({c['n']})" if c["n"] > 1 else f"{c['mean']:.2f} (1)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default=os.path.join(REPO, "results"))
+    args = p.parse_args()
+    cells = collect(args.results)
+    with open(os.path.join(args.results, "table.json"), "w") as f:
+        json.dump(cells, f, indent=1, sort_keys=True)
+
+    ipcs = (1, 10, 50)
+    for proto, title in PROTOCOLS:
+        if not any(k.endswith("." + proto) for k in cells):
+            continue
+        print(f"\n**{title} labels** — test accuracy %, mean ± std (seeds)\n")
+        print("| row | " + " | ".join(f"IPC {i}" for i in ipcs) + " |")
+        print("|---|" + "---|" * len(ipcs))
+        for row, label in ROWS:
+            print(f"| {label} | " + " | ".join(fmt(cells, f"{row}_ipc{i}.{proto}") for i in ipcs) + " |")
+    print("\n**m ablation, IPC 10** — test accuracy %, mean ± std (seeds)\n")
+    print("| m | hard | soft |")
+    print("|---|---|---|")
+    for name, label in ABLATION:
+        print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
+
+
+if __name__ == "__main__":
+    main()
