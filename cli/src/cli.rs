@@ -231,6 +231,9 @@ pub struct SampleArgs {
     /// Only these class ids, as `a..b` or `a,b,c`.
     #[arg(long, value_name = "RANGE")]
     pub classes: Option<String>,
+    /// Latents per model call while sampling and decoding.
+    #[arg(long, default_value_t = NonZeroUsize::new(64).unwrap())]
+    pub batch: NonZeroUsize,
     /// Output folder: `<out>/<class>/<k>.png` and `manifest.json`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,

@@ -233,7 +233,7 @@ fn sample(g: &Global, a: &cli::SampleArgs, rep: &Reporter) -> Result<()> {
         seed,
         &a.out,
         a.run.resume,
-        64,
+        a.batch.get(),
         rep,
     )?;
     let _ = std::fs::remove_dir_all(a.out.join(".d3hr"));

@@ -22,17 +22,15 @@ import _common  # noqa: F401
 from _common import CHECKPOINT_DIR, ONNX_DIR, log, set_threads
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from d3hr_models.data import IMAGE_SIZE, PAD, RAW_SIZE
 from d3hr_models.diffusion import BETA_END, BETA_START, NUM_TRAIN_TIMESTEPS
 from d3hr_models.dit import EpsOnly, load_dit
+from d3hr_models.onnx_export import (DEC_INPUTS, DEC_OUTPUTS, DIT_INPUTS, DIT_OUTPUTS, ENC_INPUTS, ENC_OUTPUTS,
+                                     export_graph, finalize, max_abs_err, ort_session, torch_outputs)
 from d3hr_models.vae import load_vae
-
-MAX_IR_VERSION = 9
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,36 +53,12 @@ class VAEEncoderGraph(nn.Module):
         return self.encoder(image)
 
 
-def finalize(path: str, meta: dict[str, str]) -> None:
-    """Cap the IR version, attach metadata, run the checker, save."""
-    model = onnx.load(path)
-    if model.ir_version > MAX_IR_VERSION:
-        model.ir_version = MAX_IR_VERSION
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, str(v)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, path)
-
-
 def verify(path: str, torch_fn, inputs: dict[str, np.ndarray], tol: float) -> float:
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    got = sess.run(None, inputs)
-    with torch.no_grad():
-        ref = torch_fn(*[torch.from_numpy(v) for v in inputs.values()])
-    ref = ref if isinstance(ref, (tuple, list)) else (ref,)
-    err = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref))
+    """Max abs difference between onnxruntime (CPU) and PyTorch on ``inputs``; exits above ``tol``."""
+    err = max_abs_err(ort_session(path).run(None, inputs), torch_outputs(torch_fn, inputs))
     if not err <= tol:
         raise SystemExit(f"{path}: max abs error {err:.3e} > {tol:.1e}")
     return err
-
-
-def export(module: nn.Module, args: tuple, path: str, in_names: list[str], out_names: list[str],
-           opset: int) -> None:
-    torch.onnx.export(module, args, path, input_names=in_names, output_names=out_names, opset_version=opset,
-                      dynamic_axes={n: {0: "batch"} for n in in_names + out_names}, dynamo=False,
-                      do_constant_folding=True)
 
 
 def main() -> None:
@@ -114,7 +88,7 @@ def main() -> None:
     path = os.path.join(args.out_dir, "dit.onnx")
     wrapper = EpsOnly(dit).eval()
     ex = (torch.randn(2, c, h, h), torch.tensor([10, 500]), torch.tensor([1, cfg.null_class]))
-    export(wrapper, ex, path, ["x", "t", "y"], ["eps"], args.opset)
+    export_graph(wrapper, ex, path, DIT_INPUTS, DIT_OUTPUTS, args.opset)
     finalize(path, {**common,
                     "model": "DiT (class-conditional, adaLN-Zero), epsilon channels only",
                     "dit_config": str(cfg.to_dict()),
@@ -135,7 +109,7 @@ def main() -> None:
     # --- VAE encoder ---
     path = os.path.join(args.out_dir, "vae_encoder.onnx")
     enc = VAEEncoderGraph(vae).eval()
-    export(enc, (torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE) * 2 - 1,), path, ["image"], ["mean", "logvar"], args.opset)
+    export_graph(enc, (torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE) * 2 - 1,), path, ENC_INPUTS, ENC_OUTPUTS, args.opset)
     finalize(path, {**common, "model": "KL-VAE encoder; outputs the posterior mean and log-variance, unscaled "
                                        "(multiply the mean by scaling_factor for the DiT)"})
     errs = [verify(path, enc, {"image": (rng.random((b, 1, IMAGE_SIZE, IMAGE_SIZE)) * 2 - 1).astype(np.float32)},
@@ -145,7 +119,7 @@ def main() -> None:
     # --- VAE decoder ---
     path = os.path.join(args.out_dir, "vae_decoder.onnx")
     dec = vae.decoder.eval()
-    export(dec, (torch.randn(2, c, h, h) / s,), path, ["latent"], ["image"], args.opset)
+    export_graph(dec, (torch.randn(2, c, h, h) / s,), path, DEC_INPUTS, DEC_OUTPUTS, args.opset)
     finalize(path, {**common, "model": "KL-VAE decoder; input is the unscaled latent (z0 / scaling_factor); "
                                        "output image in about [-1, 1] (clamp, then (x + 1) / 2)"})
     errs = [verify(path, dec, {"latent": (rng.standard_normal((b, c, h, h)) / s).astype(np.float32)}, args.tol)

@@ -116,25 +116,36 @@ static ENVIRONMENT: OnceLock<
     std::result::Result<(ort::environment::Environment, Library), String>,
 > = OnceLock::new();
 
-/// Load ONNX Runtime once per process (the first call's `explicit` path wins) and return its
+/// Load ONNX Runtime once per process (the first successful load wins) and return its
 /// environment and where it came from.
+///
+/// A library that cannot be found is reported as [`Error::LibraryNotFound`] and not remembered, so
+/// a later call may pass an explicit path; a library that was found but failed to load or
+/// initialise is remembered, since ONNX Runtime cannot be loaded twice into one process.
 pub fn environment(
     explicit: Option<&Path>,
 ) -> Result<(&'static ort::environment::Environment, &'static Library)> {
-    let slot = ENVIRONMENT.get_or_init(|| {
-        let lib = find_library(explicit).map_err(|e| e.to_string())?;
-        let env = ort::init_from(&lib.path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.path.display()))?
-            .with_name("d3hr")
-            .build()
-            .map_err(|e| {
-                format!(
-                    "cannot initialise ONNX Runtime from {}: {e}",
-                    lib.path.display()
-                )
-            })?;
-        Ok((env, lib))
-    });
+    let slot = match ENVIRONMENT.get() {
+        Some(slot) => slot,
+        None => {
+            let lib = find_library(explicit)?;
+            ENVIRONMENT.get_or_init(|| {
+                let env = ort::init_from(&lib.path)
+                    .map_err(|e| {
+                        format!("cannot load ONNX Runtime from {}: {e}", lib.path.display())
+                    })?
+                    .with_name("d3hr")
+                    .build()
+                    .map_err(|e| {
+                        format!(
+                            "cannot initialise ONNX Runtime from {}: {e}",
+                            lib.path.display()
+                        )
+                    })?;
+                Ok((env, lib))
+            })
+        }
+    };
     match slot {
         Ok((env, lib)) => Ok((env, lib)),
         Err(msg) => Err(Error::Config(msg.clone())),
