@@ -97,6 +97,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="parallel validate.py processes")
     p.add_argument("--threads", type=int, default=1, help="threads per process")
     p.add_argument("--only", help="comma-separated substrings: run only jobs whose set name contains one")
+    p.add_argument("--protocols", default="hard,soft,dsa", help="comma-separated: run only these protocols")
     p.add_argument("--list", action="store_true", help="print the plan and what is done, run nothing")
     args = p.parse_args()
 
@@ -104,6 +105,8 @@ def main() -> None:
     todo = []
     for job in plan():
         if args.only and not any(s in job[0] for s in args.only.split(",")):
+            continue
+        if job[1] not in args.protocols.split(","):
             continue
         done = os.path.exists(cell_path(args.results, job))
         present = os.path.isdir(os.path.join(args.runs, job[0]))

@@ -74,10 +74,9 @@ def main() -> None:
     fx = [f(xi) for xi in x]
     k32 = [math.ceil(x[i + 1] / x[i] * 2.0**23) for i in range(N)]
     k64 = [math.ceil(x[i + 1] / x[i] * 2.0**53) for i in range(N)]
-    w32 = [x[i] * 2.0**-23 for i in range(N)]
     # f32 widths are indexed with 9 bits: the low 8 pick the layer, the 9th the sign, which the
     # signed width table applies for free.
-    ws32 = w32 + [-w for w in w32]
+    xs32 = x[:N] + [-xi for xi in x[:N]]
     w64 = [x[i] * 2.0**-53 for i in range(N)]
 
     out = []
@@ -108,7 +107,7 @@ def main() -> None:
     arr("ZIG_F", "f64", fx, "`f(x[i]) = exp(-x[i]²/2)`.")
     arr("ZIG_F32", "f32", fx, "`f(x[i])` rounded to f32, for the f32 wedge test.", f32=True)
     arr("ZIG_K32", "u32", k32, "Fast-path bound for 23 uniform bits, by layer: accept when `m < k[i]`, i.e. `m·x[i]·2^-23 < x[i+1]`.")
-    arr("ZIG_W32", "f32", ws32, "`±x[i]·2^-23` by 9-bit index (`+` below 256, `−` above): scales 23 uniform bits to the signed layer width.", f32=True)
+    arr("ZIG_X32", "f32", xs32, "`±x[i]` by 9-bit index (`+` below 256, `−` above): the signed layer width that a uniform `u = m·2^-23` in [0, 1) scales.", f32=True)
     arr("ZIG_K64", "u64", k64, "Fast-path bound for 53 uniform bits.")
     arr("ZIG_W64", "f64", w64, "`x[i]·2^-53`.")
     print("\n".join(out))
