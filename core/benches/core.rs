@@ -36,13 +36,6 @@ fn bench_ziggurat(c: &mut Criterion) {
         })
     });
     let mut rng = Pcg64::seed_from_u64(1);
-    g.bench_function("d3hr_fill_f32_pcg64", |b| {
-        b.iter(|| {
-            ziggurat::fill_f32_pcg64(&mut rng, &mut buf);
-            black_box(&buf);
-        })
-    });
-    let mut rng = Pcg64::seed_from_u64(1);
     g.bench_function("rand_distr_StandardNormal_f32", |b| {
         b.iter(|| {
             for v in buf.iter_mut() {

@@ -3,10 +3,9 @@
 //!
 //! ## Candidates
 //! Candidate `k` is drawn from its own PCG stream, [`candidate_rng`]`(seed, k)`, as `n` rows of
-//! `dims` standard normals `g` (row by row with [`ziggurat::fill_f32_pcg64`], which gives
-//! [`ziggurat::fill_f32`]'s values); its latents are `ẑ_i = μ + σ ⊙ g_i` ([`to_latents`]). No
-//! candidate is ever stored: a search remembers the best index and [`draw_candidate`]
-//! regenerates the winner. Splitting the range `0..m` between threads
+//! `dims` standard normals `g` (row by row with [`ziggurat::fill_f32`]); its latents are
+//! `ẑ_i = μ + σ ⊙ g_i` ([`to_latents`]). No candidate is ever stored: a search remembers the best
+//! index and [`draw_candidate`] regenerates the winner. Splitting the range `0..m` between threads
 //! and merging the partial [`Best`]s (ties go to the lower index) gives the same answer for any
 //! number of threads.
 //!
@@ -319,7 +318,7 @@ pub fn draw_candidate(cfg: &Config, k: u64, g: &mut [f32]) -> Result<(), Error> 
     }
     let mut rng = candidate_rng(cfg.seed, k);
     for row in g.chunks_exact_mut(cfg.dims) {
-        ziggurat::fill_f32_pcg64(&mut rng, row);
+        ziggurat::fill_f32(&mut rng, row);
     }
     Ok(())
 }
@@ -525,7 +524,7 @@ pub fn search_joint<S: AsMut<[f32]>>(
                 // Stream row by row: one row of normals at a time stays in L1.
                 let row = &mut g[..dims];
                 for i in 0..cfg.n {
-                    ziggurat::fill_f32_pcg64(&mut rng, row);
+                    ziggurat::fill_f32(&mut rng, row);
                     if i == 0 {
                         sums.accumulate(row, dims);
                     } else {
@@ -536,7 +535,7 @@ pub fn search_joint<S: AsMut<[f32]>>(
             }
             Loss::ReleasedCode => {
                 for row in g.chunks_exact_mut(dims) {
-                    ziggurat::fill_f32_pcg64(&mut rng, row);
+                    ziggurat::fill_f32(&mut rng, row);
                 }
                 sums.accumulate(g, dims);
                 candidate_loss(cfg, targets, g, &sums)

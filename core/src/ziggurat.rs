@@ -9,10 +9,9 @@
 //! wedge test or, for the base layer, to Marsaglia's tail algorithm, which also produces every
 //! value beyond the last edge `R ≈ 3.6542` ([`TAIL_START`]).
 //!
-//! [`fill_f32`] and repeated [`normal_f32`] calls read the generator differently (chunks of two
+//! [`fill_f32`] and repeated [`normal_f32`] calls read the generator differently (blocks of two
 //! tries per `u64` against one `u32` per call), so they give different, equally valid, streams.
-//! Both are pinned by value-stability tests. [`fill_f32_pcg64`] gives exactly [`fill_f32`]'s
-//! values for the PCG generator of group sampling, faster.
+//! Both are pinned by value-stability tests.
 
 use crate::ziggurat_tables::{
     ZIG_F, ZIG_F32, ZIG_K32, ZIG_K64, ZIG_LAYERS, ZIG_R, ZIG_W64, ZIG_X32,
@@ -121,115 +120,51 @@ pub fn normal_f32<R: Rng + ?Sized>(rng: &mut R) -> f32 {
     }
 }
 
-/// Values per chunk of [`fill_f32`]: a chunk's words are all drawn before any of its misses is
-/// finished (`CHUNK / 2` words, 4 KiB of stack).
-const CHUNK: usize = 1024;
-/// Independent generator copies [`fill_f32_pcg64`] steps side by side.
-const LANES: usize = 4;
+/// Words drawn per block in [`fill_f32`]; each feeds two tries.
+const BLOCK: usize = 32;
 
 /// Fill `out` with independent standard-normal f32 values, two tries per `u64` drawn.
 ///
-/// `out` is cut into chunks of 1024 values. For each chunk the generator first gives the
-/// chunk's `⌈len/2⌉` words, word `j` feeding values `2j` (low half) and `2j + 1` (high half); every
-/// fast-path value is then computed without a branch and the misses (≈ 1.5 %) are recorded; last,
-/// the misses are finished in order, drawing their extra words from the generator then. An odd
-/// chunk leaves the high half of its last word unused. Fixing the order of draws this way lets
-/// [`fill_f32_pcg64`] draw a chunk's words from several positions of one stream at once and give
-/// exactly the same values.
+/// Values are produced in blocks of 64: one loop draws the 32 words and computes every
+/// fast-path value without a branch, so the generator's next step overlaps the current try,
+/// and records the misses (≈ 1.5 %); a second loop finishes them, drawing their extra words then.
+/// The block is a fixed-size array, so the first loop unrolls with constant shifts.
 #[inline]
 pub fn fill_f32<R: Rng + ?Sized>(rng: &mut R, out: &mut [f32]) {
-    let mut words = [0u64; CHUNK / 2];
-    for chunk in out.chunks_mut(CHUNK) {
-        let words = &mut words[..chunk.len().div_ceil(2)];
-        for w in words.iter_mut() {
-            *w = rng.next_u64();
+    let mut words = [0u64; BLOCK];
+    let mut blocks = out.chunks_exact_mut(2 * BLOCK);
+    for block in &mut blocks {
+        let block: &mut [f32; 2 * BLOCK] = block.try_into().unwrap();
+        let mut missed = 0u64;
+        for j in 0..BLOCK {
+            let w = rng.next_u64();
+            words[j] = w;
+            let (lo, miss_lo) = fast_or_miss_f32(w as u32);
+            let (hi, miss_hi) = fast_or_miss_f32((w >> 32) as u32);
+            block[2 * j] = lo;
+            block[2 * j + 1] = hi;
+            missed |= (u64::from(miss_lo) | (u64::from(miss_hi) << 1)) << (2 * j);
         }
-        fill_chunk_f32(words, chunk, rng);
-    }
-}
-
-/// [`fill_f32`] for the PCG generator that group sampling uses: the same values and the same final
-/// generator state, faster.
-///
-/// One PCG step depends on the previous one (a 128-bit multiply-add), so drawing words one after
-/// another waits on that chain. Here a chunk's words come from four copies of the generator
-/// advanced (`Pcg64::advance`, O(log n)) to the starts of the chunk's four quarters and stepped
-/// side by side, which overlaps four independent chains; the generator then continues from the
-/// end of the last quarter, where a sequential draw would have left it.
-#[inline]
-pub fn fill_f32_pcg64(rng: &mut rand_pcg::Pcg64, out: &mut [f32]) {
-    let mut words = [0u64; CHUNK / 2];
-    for chunk in out.chunks_mut(CHUNK) {
-        let words = &mut words[..chunk.len().div_ceil(2)];
-        draw_words_pcg64(rng, words);
-        fill_chunk_f32(words, chunk, rng);
-    }
-}
-
-/// Fill `words` with the next `words.len()` outputs of `rng`, in order, leaving `rng` after them.
-fn draw_words_pcg64(rng: &mut rand_pcg::Pcg64, words: &mut [u64]) {
-    let q = words.len() / LANES;
-    // Below this the jumps cost more than the overlap saves.
-    if q < 32 {
-        for w in words.iter_mut() {
-            *w = rng.next_u64();
+        while missed != 0 {
+            let j = missed.trailing_zeros() as usize;
+            missed &= missed - 1;
+            let bits = (words[j / 2] >> (32 * (j % 2))) as u32;
+            block[j] = finish_f32(bits, rng);
         }
-        return;
     }
-    let mut lanes: [rand_pcg::Pcg64; LANES] = core::array::from_fn(|j| {
-        let mut lane = rng.clone();
-        lane.advance((j * q) as u128);
-        lane
-    });
-    let (main, rest) = words.split_at_mut(q * LANES);
-    let (w0, main) = main.split_at_mut(q);
-    let (w1, main) = main.split_at_mut(q);
-    let (w2, w3) = main.split_at_mut(q);
-    let [l0, l1, l2, l3] = &mut lanes;
-    for (((a, b), c), d) in w0.iter_mut().zip(w1).zip(w2).zip(w3) {
-        *a = l0.next_u64();
-        *b = l1.next_u64();
-        *c = l2.next_u64();
-        *d = l3.next_u64();
-    }
-    // The last lane stopped at word LANES·q: continue from there.
-    *rng = lanes[LANES - 1].clone();
-    for w in rest {
-        *w = rng.next_u64();
-    }
-}
-
-/// The values of one chunk from its words (`words.len() == ⌈out.len()/2⌉`): fast paths first, then
-/// the misses in order, drawing from `rng`.
-#[inline(always)]
-fn fill_chunk_f32<R: Rng + ?Sized>(words: &[u64], out: &mut [f32], rng: &mut R) {
-    let mut missed = [0u64; CHUNK / 64];
-    for ((mask, ws), vs) in missed.iter_mut().zip(words.chunks(32)).zip(out.chunks_mut(64)) {
-        let mut m = 0u64;
-        let j_last = vs.len() - 1;
-        let mut pairs = vs.chunks_exact_mut(2);
-        for (j, (pair, &w)) in (&mut pairs).zip(ws).enumerate() {
-            let (a, fa) = fast_or_miss_f32(w as u32);
-            let (b, fb) = fast_or_miss_f32((w >> 32) as u32);
-            pair[0] = a;
-            pair[1] = b;
-            m |= (u64::from(fa) | (u64::from(fb) << 1)) << (2 * j);
+    let rest = blocks.into_remainder();
+    let mut pairs = rest.chunks_exact_mut(2);
+    for pair in &mut pairs {
+        let w = rng.next_u64();
+        for (slot, bits) in pair.iter_mut().zip([w as u32, (w >> 32) as u32]) {
+            *slot = match fast_or_miss_f32(bits) {
+                (v, false) => v,
+                (_, true) => finish_f32(bits, rng),
+            };
         }
-        if let [last] = pairs.into_remainder() {
-            let (a, fa) = fast_or_miss_f32(ws[j_last / 2] as u32);
-            *last = a;
-            m |= u64::from(fa) << j_last;
-        }
-        *mask = m;
     }
-    for (k, &mask) in missed.iter().enumerate() {
-        let mut m = mask;
-        while m != 0 {
-            let i = 64 * k + m.trailing_zeros() as usize;
-            m &= m - 1;
-            let bits = (words[i / 2] >> (32 * (i % 2))) as u32;
-            out[i] = finish_f32(bits, rng);
-        }
+    if let [last] = pairs.into_remainder() {
+        *last = normal_f32(rng);
     }
 }
 
@@ -259,42 +194,5 @@ pub fn normal_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
 pub fn fill_f64<R: Rng + ?Sized>(rng: &mut R, out: &mut [f64]) {
     for v in out {
         *v = normal_f64(rng);
-    }
-}
-
-#[cfg(test)]
-mod scratch_timing {
-    extern crate std;
-    use super::*;
-    use rand_core::SeedableRng;
-    #[test]
-    #[ignore]
-    fn words_timing() {
-        let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
-        let mut w = [0u64; 512];
-        for round in 0..3 {
-            let t = std::time::Instant::now();
-            for _ in 0..20000 {
-                for x in w.iter_mut() {
-                    *x = rng.next_u64();
-                }
-                core::hint::black_box(&w);
-            }
-            let seq = t.elapsed();
-            let t = std::time::Instant::now();
-            for _ in 0..20000 {
-                draw_words_pcg64(&mut rng, &mut w);
-                core::hint::black_box(&w);
-            }
-            let lanes = t.elapsed();
-            let mut out = [0f32; 1024];
-            let t = std::time::Instant::now();
-            for _ in 0..20000 {
-                fill_chunk_f32(&w, &mut out, &mut rng);
-                core::hint::black_box(&out);
-            }
-            let fast = t.elapsed();
-            std::println!("round {round}: seq {:?} lanes {:?} chunk-fast {:?} per 512 words", seq / 20000, lanes / 20000, fast / 20000);
-        }
     }
 }
