@@ -4,11 +4,22 @@
 //! * joint (the paper) at m = 1e3, 1e4, 1e5, split over the machine's threads: seconds per class;
 //! * per-dim (ours) at m = 1e2, 1e3, same threads: loss relative to joint at m = 1e5;
 //! * random (Base-RS, m = 1);
-//! * the naive single-thread baseline at m = 1e3, for the speed-up.
+//! * the naive single-thread baseline at m = 1e3, for the speed-up;
+//! * interleaved speed-ups: seven rounds that each time ours and then the baseline back to back
+//!   (Ziggurat `fill_f32` vs `rand_distr` normals from the same `Pcg64`, one thread; joint search
+//!   on all threads vs the naive single-thread search, per candidate), reported as the median,
+//!   lowest and highest round ratio. On a VM whose speed drifts between runs this is steadier than
+//!   timing the two sides minutes apart.
 //!
 //! Run: `cargo bench -p d3hr-core --bench group_sampling_report`
 
 use d3hr_core::select::{self, Best, Config, Lambdas, Loss, PerDimBest, Scratch, Targets};
+use d3hr_core::ziggurat;
+use rand::RngExt;
+use rand_core::SeedableRng;
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64;
+use std::hint::black_box;
 use std::time::Instant;
 
 mod naive {
@@ -127,5 +138,76 @@ fn main() {
         per_joint * 1e6,
         per_naive * 1e6,
         per_naive / per_joint
+    );
+    println!();
+    interleaved(&cfg, &t, &p);
+}
+
+/// Seconds of `f`, run once.
+fn time(f: impl FnOnce()) -> f64 {
+    let t0 = Instant::now();
+    f();
+    t0.elapsed().as_secs_f64()
+}
+
+/// Median, lowest and highest of the round ratios.
+fn summary(mut r: Vec<f64>) -> (f64, f64, f64) {
+    r.sort_by(f64::total_cmp);
+    (r[r.len() / 2], r[0], r[r.len() - 1])
+}
+
+fn interleaved(cfg: &Config, t: &Targets<'_>, p: &naive::Problem) {
+    const ROUNDS: usize = 7;
+    let mut buf = vec![0.0f32; 4096];
+    let reps = 10_000;
+    let (mut a, mut b) = (Pcg64::seed_from_u64(1), Pcg64::seed_from_u64(1));
+    let mut zig = Vec::new();
+    for _ in 0..ROUNDS {
+        let ours = time(|| {
+            for _ in 0..reps {
+                ziggurat::fill_f32(&mut a, &mut buf);
+                black_box(&buf);
+            }
+        });
+        let base = time(|| {
+            for _ in 0..reps {
+                for v in buf.iter_mut() {
+                    *v = b.sample(StandardNormal);
+                }
+                black_box(&buf);
+            }
+        });
+        let per = |s: f64| s / (reps * buf.len()) as f64 * 1e9;
+        println!(
+            "ziggurat round: fill_f32 {:.2} ns/value, rand_distr {:.2} ns/value, {:.2}x",
+            per(ours),
+            per(base),
+            base / ours
+        );
+        zig.push(base / ours);
+    }
+    let (m_ours, m_naive) = (4_000u64, 200u64);
+    let mut joint_r = Vec::new();
+    for round in 0..ROUNDS as u64 {
+        let ours = time(|| {
+            black_box(joint(cfg, t, m_ours));
+        }) / m_ours as f64;
+        let base = time(|| {
+            black_box(naive::search(p, cfg.n(), m_naive, 7 + round));
+        }) / m_naive as f64;
+        println!(
+            "joint round: ours {:.1} µs/candidate ({} threads), naive {:.1} µs/candidate, {:.2}x",
+            ours * 1e6,
+            threads(),
+            base * 1e6,
+            base / ours
+        );
+        joint_r.push(base / ours);
+    }
+    let (zm, zlo, zhi) = summary(zig);
+    let (jm, jlo, jhi) = summary(joint_r);
+    println!(
+        "interleaved speed-ups over {ROUNDS} rounds: ziggurat fill_f32 vs rand_distr median {zm:.2}x \
+         (range {zlo:.2}-{zhi:.2}); joint vs naive median {jm:.2}x (range {jlo:.2}-{jhi:.2})"
     );
 }
