@@ -285,6 +285,24 @@ impl Sums<'_> {
             *s3 += x2 * x;
         }
     }
+
+    /// [`Sums::add_row`] of `a` then of `b` (the same additions in the same order), in one pass
+    /// over the sums.
+    #[inline]
+    fn add_rows2(&mut self, a: &[f32], b: &[f32]) {
+        for ((((&x, &y), s1), s2), s3) in a
+            .iter()
+            .zip(b)
+            .zip(self.s1.iter_mut())
+            .zip(self.s2.iter_mut())
+            .zip(self.s3.iter_mut())
+        {
+            let (x2, y2) = (x * x, y * y);
+            *s1 = *s1 + x + y;
+            *s2 = *s2 + x2 + y2;
+            *s3 = *s3 + x2 * x + y2 * y;
+        }
+    }
 }
 
 /// The random stream of candidate `k`: a PCG-XSL-RR 128/64 generator whose state and stream are
@@ -434,17 +452,46 @@ fn paper_dim_loss(terms: &PaperTerms, t: &Targets<'_>, d: usize, s1: f32, s2: f3
 /// accumulators, so that it vectorises (the sum's order is fixed: lane `d mod 4`, then the lanes).
 fn paper_loss(cfg: &Config, t: &Targets<'_>, sums: &Sums<'_>) -> f64 {
     let terms = PaperTerms::new(cfg);
-    let mut acc = [0.0f64; 4];
     let dims = cfg.dims;
-    let mut d = 0;
-    while d < dims {
-        let w = (dims - d).min(4);
-        for (l, a) in acc.iter_mut().enumerate().take(w) {
-            let k = d + l;
-            let gamma = t.skew.map_or(0.0, |s| s[k]);
-            *a += terms.dim(t.std[k], gamma, sums.s1[k], sums.s2[k], sums.s3[k]);
+    let (std, s1, s2, s3) = (
+        &t.std[..dims],
+        &sums.s1[..dims],
+        &sums.s2[..dims],
+        &sums.s3[..dims],
+    );
+    match t.skew {
+        Some(skew) => paper_loss_lanes::<true>(&terms, std, &skew[..dims], s1, s2, s3),
+        // Without a skewness target γ = 0; `std` only stands in for the unread slice.
+        None => paper_loss_lanes::<false>(&terms, std, std, s1, s2, s3),
+    }
+}
+
+#[inline(always)]
+fn paper_loss_lanes<const SKEW: bool>(
+    terms: &PaperTerms,
+    std: &[f32],
+    skew: &[f32],
+    s1: &[f32],
+    s2: &[f32],
+    s3: &[f32],
+) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let body = std.len() / 4 * 4;
+    let quads = std[..body]
+        .chunks_exact(4)
+        .zip(skew.chunks_exact(4))
+        .zip(s1.chunks_exact(4))
+        .zip(s2.chunks_exact(4))
+        .zip(s3.chunks_exact(4));
+    for ((((sd, g), a), b), c) in quads {
+        for l in 0..4 {
+            let gamma = if SKEW { g[l] } else { 0.0 };
+            acc[l] += terms.dim(sd[l], gamma, a[l], b[l], c[l]);
         }
-        d += 4;
+    }
+    for k in body..std.len() {
+        let gamma = if SKEW { skew[k] } else { 0.0 };
+        acc[k % 4] += terms.dim(std[k], gamma, s1[k], s2[k], s3[k]);
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
@@ -521,15 +568,23 @@ pub fn search_joint<S: AsMut<[f32]>>(
         let mut rng = candidate_rng(cfg.seed, k);
         let loss = match cfg.loss {
             Loss::Paper => {
-                // Stream row by row: one row of normals at a time stays in L1.
-                let row = &mut g[..dims];
-                for i in 0..cfg.n {
-                    ziggurat::fill_f32(&mut rng, row);
-                    if i == 0 {
-                        sums.accumulate(row, dims);
-                    } else {
-                        sums.add_row(row);
-                    }
+                // Stream the rows, two at a time after the first: they stay in cache, and the
+                // sums are read and written once per pair.
+                let (a, rest) = g.split_at_mut(dims);
+                let b_len = dims.min(rest.len());
+                let b = &mut rest[..b_len];
+                ziggurat::fill_f32(&mut rng, a);
+                sums.accumulate(a, dims);
+                let mut left = cfg.n - 1;
+                while left >= 2 {
+                    ziggurat::fill_f32(&mut rng, a);
+                    ziggurat::fill_f32(&mut rng, b);
+                    sums.add_rows2(a, b);
+                    left -= 2;
+                }
+                if left == 1 {
+                    ziggurat::fill_f32(&mut rng, a);
+                    sums.add_row(a);
                 }
                 candidate_loss(cfg, targets, &[], &sums)
             }
