@@ -45,13 +45,13 @@ def plan() -> list[tuple[str, str, int]]:
     jobs += [(f"{row}_ipc10", "hard", 0) for row in ROWS]
     jobs += [(f"{row}_ipc10", "soft", 0) for row in ROWS]
     jobs += [(s, "hard", 0) for s in ABLATION]
+    jobs += [(f"{row}_ipc50", "hard", 0) for row in ("random_real", "d3hr_joint")]
     for seed in (1, 2):
         jobs += [(f"{row}_ipc10", "hard", seed) for row in ROWS]
-    jobs += [(f"{row}_ipc50", "hard", 0) for row in ("random_real", "d3hr_joint", "base_rs")]
     for seed in (1, 2):
         jobs += [(f"{row}_ipc10", "soft", seed) for row in ROWS]
+    jobs += [(f"{row}_ipc50", "hard", 0) for row in ("base_rs", "d3hr_perdim", "base_ddpm")]
     jobs += [(f"{row}_ipc10", "dsa", 0) for row in ("random_real", "d3hr_joint")]
-    jobs += [(f"{row}_ipc50", "hard", 0) for row in ("base_ddpm", "d3hr_perdim")]
     jobs += [(f"{row}_ipc50", "soft", 0) for row in ROWS]
     for seed in (3, 4):
         for row in ROWS:

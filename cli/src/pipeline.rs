@@ -10,7 +10,7 @@ use crate::settings::{Mapper, Selection, sampling_plan};
 use crate::stats::{ClassStats, Meta, StatsFile};
 use anyhow::{Context, Result, bail};
 use d3hr_core::ddim;
-use d3hr_core::select::{self, Best, Config, PerDimBest, Scratch, Targets};
+use d3hr_core::select::{self, Config, Targets};
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64;
 use serde_json::json;
@@ -290,9 +290,6 @@ pub fn invert_dataset(job: &InvertJob<'_>, models: &mut Models) -> Result<(Stats
     ))
 }
 
-/// One thread's per-dimension result: winning index, loss and column per dimension.
-type PerDimParts = (Vec<u64>, Vec<f64>, Vec<f32>);
-
 /// What stage 3–4 decided for one class.
 pub struct Sampled {
     pub z_t: Vec<f32>,
@@ -328,65 +325,20 @@ pub fn sample_class(
         sel.loss,
         sel.lambdas,
     )?;
-    let th = threads.max(1) as u64;
     let mut g = vec![0.0f32; sel.ipc * d];
     let (loss, candidate) = match sel.mode {
         Mode::Joint | Mode::Random => {
             let m = if sel.mode == Mode::Random { 1 } else { sel.m };
-            let best = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..th)
-                    .map(|p| {
-                        let (cfg, targets) = (&cfg, &targets);
-                        s.spawn(move || {
-                            select::search_joint(
-                                cfg,
-                                targets,
-                                select::split_range(m, th, p),
-                                &mut Scratch::new(cfg),
-                            )
-                        })
-                    })
-                    .collect();
-                hs.into_iter().try_fold(Best::NONE, |acc, h| {
-                    Ok::<_, d3hr_core::Error>(acc.merge(h.join().expect("selection thread")?))
-                })
-            })?;
+            let best = select::threaded::search_joint(&cfg, &targets, m, threads)?;
             select::draw_candidate(&cfg, best.index, &mut g)?;
             (best.loss, json!(best.index))
         }
         Mode::PerDim => {
-            let m = sel.m;
-            let parts = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..th)
-                    .map(|p| {
-                        let (cfg, targets) = (&cfg, &targets);
-                        s.spawn(move || -> Result<PerDimParts, d3hr_core::Error> {
-                            let (mut a, mut b, mut c) =
-                                (vec![0; d], vec![0.0; d], vec![0.0; cfg.candidate_len()]);
-                            let mut best = PerDimBest::new(cfg, &mut a, &mut b, &mut c)?;
-                            select::search_per_dim(
-                                cfg,
-                                targets,
-                                select::split_range(m, th, p),
-                                &mut Scratch::new(cfg),
-                                &mut best,
-                            )?;
-                            Ok((a, b, c))
-                        })
-                    })
-                    .collect();
-                hs.into_iter()
-                    .map(|h| h.join().expect("selection thread"))
-                    .collect::<Result<Vec<_>, _>>()
-            })?;
-            let (mut a, mut b) = (vec![0; d], vec![0.0; d]);
-            let mut acc = PerDimBest::new(&cfg, &mut a, &mut b, &mut g)?;
-            for (mut pa, mut pb, mut pc) in parts {
-                acc.merge(&PerDimBest::from_results(&cfg, &mut pa, &mut pb, &mut pc)?)?;
-            }
-            let loss = acc.total_loss();
+            let best = select::threaded::search_per_dim(&cfg, &targets, sel.m, threads)?;
+            g.copy_from_slice(&best.g);
+            let loss = best.total_loss();
             let distinct = {
-                let mut v = a.clone();
+                let mut v = best.index;
                 v.sort_unstable();
                 v.dedup();
                 v.len()

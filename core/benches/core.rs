@@ -10,7 +10,7 @@
 //! joint comparison are in the `group_sampling_report` bench.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use d3hr_core::select::{self, Best, Config, Lambdas, Loss, Scratch, Targets};
+use d3hr_core::select::{self, Config, Lambdas, Loss, Targets};
 use d3hr_core::ziggurat;
 use rand::RngExt;
 use rand_core::SeedableRng;
@@ -64,28 +64,9 @@ fn bench_joint(c: &mut Criterion) {
         BenchmarkId::new("d3hr_search_joint", format!("{threads}threads")),
         |b| {
             b.iter(|| {
-                std::thread::scope(|s| {
-                    let hs: Vec<_> = (0..threads)
-                        .map(|i| {
-                            let (cfg, targets) = (&cfg, &targets);
-                            s.spawn(move || {
-                                let mut sc = Scratch::new(cfg);
-                                select::search_joint(
-                                    cfg,
-                                    targets,
-                                    select::split_range(m, threads, i),
-                                    &mut sc,
-                                )
-                                .unwrap()
-                            })
-                        })
-                        .collect();
-                    black_box(
-                        hs.into_iter()
-                            .map(|h| h.join().unwrap())
-                            .fold(Best::NONE, Best::merge),
-                    )
-                })
+                black_box(
+                    select::threaded::search_joint(&cfg, &targets, m, threads as usize).unwrap(),
+                )
             })
         },
     );

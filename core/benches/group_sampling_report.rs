@@ -13,7 +13,7 @@
 //!
 //! Run: `cargo bench -p d3hr-core --bench group_sampling_report`
 
-use d3hr_core::select::{self, Best, Config, Lambdas, Loss, PerDimBest, Scratch, Targets};
+use d3hr_core::select::{self, Best, Config, Lambdas, Loss, Scratch, Targets};
 use d3hr_core::ziggurat;
 use rand::RngExt;
 use rand_core::SeedableRng;
@@ -31,54 +31,13 @@ fn threads() -> u64 {
 }
 
 fn joint(cfg: &Config, t: &Targets<'_>, m: u64) -> Best {
-    let th = threads();
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..th)
-            .map(|i| {
-                s.spawn(move || {
-                    let mut sc = Scratch::new(cfg);
-                    select::search_joint(cfg, t, select::split_range(m, th, i), &mut sc).unwrap()
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap())
-            .fold(Best::NONE, Best::merge)
-    })
+    select::threaded::search_joint(cfg, t, m, threads() as usize).unwrap()
 }
 
 fn per_dim(cfg: &Config, t: &Targets<'_>, m: u64) -> f64 {
-    let th = threads();
-    let (n, dims) = (cfg.n(), cfg.dims());
-    let parts: Vec<(Vec<u64>, Vec<f64>, Vec<f32>)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..th)
-            .map(|i| {
-                s.spawn(move || {
-                    let mut sc = Scratch::new(cfg);
-                    let (mut a, mut b, mut c) =
-                        (vec![0; dims], vec![0.0; dims], vec![0.0; n * dims]);
-                    let mut best = PerDimBest::new(cfg, &mut a, &mut b, &mut c).unwrap();
-                    select::search_per_dim(
-                        cfg,
-                        t,
-                        select::split_range(m, th, i),
-                        &mut sc,
-                        &mut best,
-                    )
-                    .unwrap();
-                    (a, b, c)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let (mut a, mut b, mut c) = (vec![0; dims], vec![0.0; dims], vec![0.0; n * dims]);
-    let mut acc = PerDimBest::new(cfg, &mut a, &mut b, &mut c).unwrap();
-    for (mut pa, mut pb, mut pc) in parts {
-        acc.merge(&PerDimBest::from_results(cfg, &mut pa, &mut pb, &mut pc).unwrap())
-            .unwrap();
-    }
-    acc.total_loss()
+    select::threaded::search_per_dim(cfg, t, m, threads() as usize)
+        .unwrap()
+        .total_loss()
 }
 
 fn main() {

@@ -184,60 +184,20 @@ fn same_result_for_any_thread_count() {
         skew: (0..dims).map(|d| ((d % 5) as f32 - 2.0) * 0.1).collect(),
     };
     let cfg = Config::new(42, n, dims, Loss::Paper, Lambdas::PAPER).unwrap();
-    let joint = |threads: u64| -> Best {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads)
-                .map(|i| {
-                    let (cfg, p) = (&cfg, &p);
-                    s.spawn(move || {
-                        let mut sc = Scratch::new(cfg);
-                        select::search_joint(cfg, &p.targets(), split_range(m, threads, i), &mut sc)
-                            .unwrap()
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap())
-                .fold(Best::NONE, Best::merge)
-        })
+    let joint = |threads: usize| -> Best {
+        select::threaded::search_joint(&cfg, &p.targets(), m, threads).unwrap()
     };
     let one = joint(1);
     assert!(one.is_some());
+    let plain = select::search_joint(&cfg, &p.targets(), 0..m, &mut Scratch::new(&cfg)).unwrap();
+    assert_eq!(one, plain, "threaded vs one plain search");
     for t in [2, 3, 7] {
         assert_eq!(joint(t), one, "{t} threads");
     }
 
-    let per_dim = |threads: u64| -> (Vec<u64>, Vec<f32>) {
-        let parts: Vec<(Vec<u64>, Vec<f64>, Vec<f32>)> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads)
-                .map(|i| {
-                    let (cfg, p) = (&cfg, &p);
-                    s.spawn(move || {
-                        let mut sc = Scratch::new(cfg);
-                        let (mut a, mut b, mut c) =
-                            (vec![0; dims], vec![0.0; dims], vec![0.0; n * dims]);
-                        let mut best = PerDimBest::new(cfg, &mut a, &mut b, &mut c).unwrap();
-                        select::search_per_dim(
-                            cfg,
-                            &p.targets(),
-                            split_range(m, threads, i),
-                            &mut sc,
-                            &mut best,
-                        )
-                        .unwrap();
-                        (a, b, c)
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let (mut a, mut b, mut c) = (vec![0; dims], vec![0.0; dims], vec![0.0; n * dims]);
-        let mut acc = PerDimBest::new(&cfg, &mut a, &mut b, &mut c).unwrap();
-        for (mut pa, mut pb, mut pc) in parts {
-            let view = PerDimBest::from_results(&cfg, &mut pa, &mut pb, &mut pc).unwrap();
-            acc.merge(&view).unwrap();
-        }
-        (a, c)
+    let per_dim = |threads: usize| -> (Vec<u64>, Vec<f32>) {
+        let r = select::threaded::search_per_dim(&cfg, &p.targets(), m, threads).unwrap();
+        (r.index, r.g)
     };
     let one = per_dim(1);
     for t in [2, 5] {
