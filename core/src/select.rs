@@ -770,6 +770,26 @@ pub mod threaded {
     use super::{Best, Config, Error, PerDimBest, Scratch, Targets, split_range};
     use alloc::vec;
     use alloc::vec::Vec;
+    use core::ops::Range;
+
+    /// Run `part` on each of `threads` near-equal slices of `0..m` (0 threads counts as 1), one
+    /// scoped thread per slice; the results in slice order.
+    fn on_threads<T: Send>(
+        m: u64,
+        threads: usize,
+        part: impl Fn(Range<u64>) -> Result<T, Error> + Sync,
+    ) -> Result<Vec<T>, Error> {
+        let th = threads.max(1) as u64;
+        let part = &part;
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..th)
+                .map(|p| s.spawn(move || part(split_range(m, th, p))))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("selection thread panicked"))
+                .collect()
+        })
+    }
 
     /// [`super::search_joint`] over `0..m` on `threads` threads (0 counts as 1).
     pub fn search_joint(
@@ -778,20 +798,10 @@ pub mod threaded {
         m: u64,
         threads: usize,
     ) -> Result<Best, Error> {
-        let th = threads.max(1) as u64;
-        std::thread::scope(|s| {
-            let parts: Vec<_> = (0..th)
-                .map(|p| {
-                    s.spawn(move || {
-                        let mut scratch = Scratch::new(cfg);
-                        super::search_joint(cfg, targets, split_range(m, th, p), &mut scratch)
-                    })
-                })
-                .collect();
-            parts.into_iter().try_fold(Best::NONE, |acc, h| {
-                Ok(acc.merge(h.join().expect("selection thread panicked")?))
-            })
-        })
+        let parts = on_threads(m, threads, |range| {
+            super::search_joint(cfg, targets, range, &mut Scratch::new(cfg))
+        })?;
+        Ok(parts.into_iter().fold(Best::NONE, Best::merge))
     }
 
     /// The owned result of a per-dimension search (see [`PerDimBest`]).
@@ -827,28 +837,11 @@ pub mod threaded {
         m: u64,
         threads: usize,
     ) -> Result<PerDim, Error> {
-        let th = threads.max(1) as u64;
-        let parts = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..th)
-                .map(|p| {
-                    s.spawn(move || -> Result<PerDim, Error> {
-                        let mut r = PerDim::empty(cfg);
-                        let mut best = PerDimBest::new(cfg, &mut r.index, &mut r.loss, &mut r.g)?;
-                        let mut scratch = Scratch::new(cfg);
-                        super::search_per_dim(
-                            cfg,
-                            targets,
-                            split_range(m, th, p),
-                            &mut scratch,
-                            &mut best,
-                        )?;
-                        Ok(r)
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("selection thread panicked"))
-                .collect::<Result<Vec<_>, _>>()
+        let parts = on_threads(m, threads, |range| {
+            let mut r = PerDim::empty(cfg);
+            let mut best = PerDimBest::new(cfg, &mut r.index, &mut r.loss, &mut r.g)?;
+            super::search_per_dim(cfg, targets, range, &mut Scratch::new(cfg), &mut best)?;
+            Ok(r)
         })?;
         let mut out = PerDim::empty(cfg);
         let mut acc = PerDimBest::new(cfg, &mut out.index, &mut out.loss, &mut out.g)?;
