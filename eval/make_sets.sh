@@ -30,3 +30,8 @@ done
 for M in 100 1000 10000; do
   sample d3hr_joint_m${M}_ipc10 --stats $STATS --ipc 10 --mode joint --m $M
 done
+
+# Guidance experiment (README): guidance 2 in inversion and sampling, statistics of 300 images per
+# class (twice the model calls of guidance 1, so a smaller sample fit the session).
+[ -f runs/stats_w2_300.safetensors ] || "$CLI" invert --limit-per-class 300 --guidance 2 --seed 0 --out runs/stats_w2_300.safetensors --force
+sample d3hr_joint_w2_300_ipc10 --stats runs/stats_w2_300.safetensors --ipc 10 --mode joint

@@ -26,6 +26,9 @@ ROWS = [("random_real", "Random real subset"), ("base_ddpm", "Base-DDPM (DDPM ma
 ABLATION = [("base_rs_ipc10", "1 (Base-RS)"), ("d3hr_joint_m100_ipc10", "1e2"),
             ("d3hr_joint_m1000_ipc10", "1e3"), ("d3hr_joint_m10000_ipc10", "1e4"),
             ("d3hr_joint_ipc10", "1e5"), ("d3hr_perdim_ipc10", "per-dim, m = 1e3")]
+#: single experiments next to the table (IPC 10)
+EXTRA = [("d3hr_joint_w2_300_ipc10",
+          "D3HR joint m = 1e5, guidance 2 in inversion and sampling, statistics of 300 images per class")]
 PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
 
 
@@ -79,6 +82,12 @@ def main() -> None:
     print("|---|---|---|")
     for name, label in ABLATION:
         print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
+    if any(f"{name}.hard" in cells or f"{name}.soft" in cells for name, _ in EXTRA):
+        print("\n**Guidance, IPC 10** — test accuracy %, mean ± std (seeds)\n")
+        print("| set | hard | soft |")
+        print("|---|---|---|")
+        for name, label in EXTRA:
+            print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
 
 
 if __name__ == "__main__":

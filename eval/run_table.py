@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,8 +45,8 @@ def plan() -> list[tuple[str, str, int]]:
             jobs += [(f"{row}_ipc1", "hard", seed), (f"{row}_ipc1", "soft", seed)]
     jobs += [(f"{row}_ipc10", "hard", 0) for row in ROWS]
     jobs += [(f"{row}_ipc10", "soft", 0) for row in ROWS]
-    jobs += [(s, "hard", 0) for s in ABLATION]
     jobs += [(f"{row}_ipc50", "hard", 0) for row in ("random_real", "d3hr_joint")]
+    jobs += [(s, "hard", 0) for s in ABLATION]
     for seed in (1, 2):
         jobs += [(f"{row}_ipc10", "hard", seed) for row in ROWS]
     for seed in (1, 2):
@@ -96,7 +97,8 @@ def main() -> None:
     p.add_argument("--teacher", default=TEACHER, help="ConvNet-3 teacher for the soft protocol")
     p.add_argument("--workers", type=int, default=2, help="parallel validate.py processes")
     p.add_argument("--threads", type=int, default=1, help="threads per process")
-    p.add_argument("--only", help="comma-separated substrings: run only jobs whose set name contains one")
+    p.add_argument("--match", help="run only the sets whose whole name matches this regular expression")
+    p.add_argument("--seeds", help="comma-separated: run only these seeds")
     p.add_argument("--protocols", default="hard,soft,dsa", help="comma-separated: run only these protocols")
     p.add_argument("--list", action="store_true", help="print the plan and what is done, run nothing")
     args = p.parse_args()
@@ -104,7 +106,9 @@ def main() -> None:
     os.makedirs(os.path.join(args.results, "cells"), exist_ok=True)
     todo = []
     for job in plan():
-        if args.only and not any(s in job[0] for s in args.only.split(",")):
+        if args.match and not re.fullmatch(args.match, job[0]):
+            continue
+        if args.seeds and str(job[2]) not in args.seeds.split(","):
             continue
         if job[1] not in args.protocols.split(","):
             continue
