@@ -296,10 +296,17 @@ def train_hard(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: t
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if args.eval_every and (ep + 1) % args.eval_every == 0 and ep + 1 < args.epochs:
-            curve.append({"epoch": ep + 1, "loss": loss.item(), "acc": 100 * accuracy(net, x_test, y_test)})
-            print(f"  seed {seed} epoch {ep + 1}: loss {loss.item():.4f} test {curve[-1]['acc']:.2f}%", flush=True)
+        record_curve(curve, net, x_test, y_test, ep, loss, seed, args, digits=4)
     return 100 * accuracy(net, x_test, y_test), curve
+
+
+def record_curve(curve: list[dict], net: torch.nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, ep: int,
+                 loss: torch.Tensor, seed: int, args: argparse.Namespace, digits: int) -> None:
+    """With ``--eval-every N``: after every N-th epoch but the last, test and append to ``curve``."""
+    if args.eval_every and (ep + 1) % args.eval_every == 0 and ep + 1 < args.epochs:
+        curve.append({"epoch": ep + 1, "loss": loss.item(), "acc": 100 * accuracy(net, x_test, y_test)})
+        print(f"  seed {seed} epoch {ep + 1}: loss {loss.item():.{digits}f} test {curve[-1]['acc']:.2f}%",
+              flush=True)
 
 
 def train_soft(x: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, teacher: torch.nn.Module,
@@ -325,9 +332,7 @@ def train_soft(x: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, teac
             loss.backward()
             opt.step()
         sched.step()
-        if args.eval_every and (ep + 1) % args.eval_every == 0 and ep + 1 < args.epochs:
-            curve.append({"epoch": ep + 1, "loss": loss.item(), "acc": 100 * accuracy(net, x_test, y_test)})
-            print(f"  seed {seed} epoch {ep + 1}: loss {loss.item():.6f} test {curve[-1]['acc']:.2f}%", flush=True)
+        record_curve(curve, net, x_test, y_test, ep, loss, seed, args, digits=6)
     return 100 * accuracy(net, x_test, y_test), curve
 
 
