@@ -26,9 +26,14 @@ ROWS = [("random_real", "Random real subset"), ("base_ddpm", "Base-DDPM (DDPM ma
 ABLATION = [("base_rs_ipc10", "1 (Base-RS)"), ("d3hr_joint_m100_ipc10", "1e2"),
             ("d3hr_joint_m1000_ipc10", "1e3"), ("d3hr_joint_m10000_ipc10", "1e4"),
             ("d3hr_joint_ipc10", "1e5"), ("d3hr_perdim_ipc10", "per-dim, m = 1e3")]
-#: single experiments next to the table (IPC 10)
-EXTRA = [("d3hr_joint_w2_300_ipc10",
-          "D3HR joint m = 1e5, guidance 2 in inversion and sampling, statistics of 300 images per class")]
+#: the guidance experiments next to the table: guidance w in inversion and sampling, statistics of
+#: 300 images per class (eval/make_sets.sh); (set, guidance, row, IPC)
+GUIDANCE = [("d3hr_joint_w2_300_ipc10", 2, "D3HR (joint, m = 1e5)", 10),
+            ("base_rs_w4_300_ipc10", 4, "Base-RS (m = 1)", 10),
+            ("d3hr_joint_w4_300_ipc10", 4, "D3HR (joint, m = 1e5)", 10),
+            ("d3hr_perdim_w4_300_ipc10", 4, "D3HR per-dim (m = 1e3)", 10),
+            ("d3hr_joint_w4_300_ipc1", 4, "D3HR (joint, m = 1e5)", 1),
+            ("d3hr_perdim_w4_300_ipc1", 4, "D3HR per-dim (m = 1e3)", 1)]
 PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
 
 
@@ -82,12 +87,12 @@ def main() -> None:
     print("|---|---|---|")
     for name, label in ABLATION:
         print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
-    if any(f"{name}.hard" in cells or f"{name}.soft" in cells for name, _ in EXTRA):
-        print("\n**Guidance, IPC 10** — test accuracy %, mean ± std (seeds)\n")
-        print("| set | hard | soft |")
-        print("|---|---|---|")
-        for name, label in EXTRA:
-            print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
+    print("\n**Guidance in inversion and sampling** (statistics of 300 images per class) — test accuracy %,"
+          " mean ± std (seeds)\n")
+    print("| guidance | row | IPC | hard | soft |")
+    print("|---|---|---|---|---|")
+    for name, w, label, ipc in GUIDANCE:
+        print(f"| {w} | {label} | {ipc} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ TEACHER = os.path.join(REPO, "models", "fashion_mnist", "checkpoints", "teacher_
 ROWS = ["random_real", "base_ddpm", "base_rs", "d3hr_joint", "d3hr_perdim"]
 #: the m ablation at IPC 10 (m = 1 is Base-RS, m = 1e5 is the D3HR joint row)
 ABLATION = ["d3hr_joint_m100_ipc10", "d3hr_joint_m1000_ipc10", "d3hr_joint_m10000_ipc10"]
+#: the guidance experiments (statistics of 300 images per class, eval/make_sets.sh)
+GUIDANCE = ["d3hr_joint_w2_300_ipc10", "d3hr_joint_w4_300_ipc10", "d3hr_perdim_w4_300_ipc10",
+            "base_rs_w4_300_ipc10", "d3hr_joint_w4_300_ipc1", "d3hr_perdim_w4_300_ipc1"]
 
 
 def plan() -> list[tuple[str, str, int]]:
@@ -57,6 +60,8 @@ def plan() -> list[tuple[str, str, int]]:
     for seed in (3, 4):
         for row in ROWS:
             jobs += [(f"{row}_ipc1", "hard", seed), (f"{row}_ipc1", "soft", seed)]
+    for seed in (0, 1, 2):
+        jobs += [(s, proto, seed) for s in GUIDANCE for proto in ("hard", "soft")]
     return jobs
 
 

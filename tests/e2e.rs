@@ -171,7 +171,10 @@ fn distill_an_image_folder() {
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["seed"], 1);
     assert_eq!(manifest["classes"].as_array().unwrap().len(), 3);
-    assert!(manifest["models"]["dit"]["sha256"].as_str().unwrap().len() == 64);
+    for model in ["dit", "vae_encoder", "vae_decoder"] {
+        let sha = manifest["models"][model]["sha256"].as_str().unwrap();
+        assert!(sha.len() == 64, "{model}: sha256 {sha:?}");
+    }
     assert!(out.join("stats.safetensors").exists());
     assert!(!out.join(".d3hr").exists(), "no leftovers");
     // A non-empty output folder is refused without --force.

@@ -331,7 +331,7 @@ fn write_manifest(
         "models": {
             "dit": {"file": models.dit_path, "sha256": models.dit_sha256},
             "vae_encoder": {"file": models::display(&models.encoder_path), "sha256": models.encoder_sha256},
-            "vae_decoder": {"file": models::display(&models.decoder_path)},
+            "vae_decoder": {"file": models::display(&models.decoder_path), "sha256": models.decoder_sha256},
         },
         "statistics": stats.meta,
         "selection": {

@@ -19,6 +19,7 @@ pub struct Models {
     pub encoder_path: Option<PathBuf>,
     pub encoder_sha256: String,
     pub decoder_path: Option<PathBuf>,
+    pub decoder_sha256: String,
 }
 
 pub fn session_config(g: &Global) -> SessionConfig {
@@ -77,10 +78,8 @@ impl Models {
         let decoder_path = decoder
             .then(|| pick(&g.vae_decoder, "vae-decoder", "vae_decoder.onnx"))
             .transpose()?;
-        let encoder_sha256 = match &encoder_path {
-            Some(p) => sha256(p)?,
-            None => String::new(),
-        };
+        let encoder_sha256 = sha256_or_empty(&encoder_path)?;
+        let decoder_sha256 = sha256_or_empty(&decoder_path)?;
         let vae = OrtVae::load(encoder_path.as_deref(), decoder_path.as_deref(), &cfg)
             .with_context(|| "loading the VAE")?;
         if let Some(d) = &dit
@@ -101,12 +100,18 @@ impl Models {
             encoder_path,
             encoder_sha256,
             decoder_path,
+            decoder_sha256,
         })
     }
 
     pub fn dit(&mut self) -> &mut OrtDit {
         self.dit.as_mut().expect("DiT loaded for this command")
     }
+}
+
+/// SHA-256 of an optional graph file, "" when the command does not use it.
+fn sha256_or_empty(p: &Option<PathBuf>) -> Result<String> {
+    p.as_deref().map(sha256).transpose().map(Option::unwrap_or_default)
 }
 
 pub fn display(p: &Option<PathBuf>) -> String {

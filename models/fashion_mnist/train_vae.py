@@ -44,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--init", default="",
                    help="optional checkpoint to continue from (weights only; the lr schedule restarts)")
+    p.add_argument("--decoder-only", type=int, default=0,
+                   help="1 = fine-tune only the decoder of --init on its frozen encoder's posterior means "
+                        "(latent space, scaling factor and every DiT trained on it stay valid)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--log-every", type=int, default=100, help="log interval in steps")
     p.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
@@ -78,6 +81,14 @@ def latent_std(vae: KLVAE, x: torch.Tensor, batch: int = 1000) -> float:
     return math.sqrt(s2 / n - mean * mean)
 
 
+@torch.no_grad()
+def posterior_means(vae: KLVAE, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    vae.eval()
+    means = torch.cat([vae.encode(x[i:i + batch])[0] for i in range(0, len(x), batch)])
+    vae.train()
+    return means
+
+
 def save(vae: KLVAE, path: str, extra: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({"config": vae.cfg.to_dict(), "state_dict": vae.state_dict(), **extra}, path + ".tmp")
@@ -103,7 +114,15 @@ def main() -> None:
         log(f"continuing from {args.init} ({prev_steps} steps)")
     n_params = sum(p.numel() for p in vae.parameters())
     log(f"VAE params: {n_params:,} (encoder {sum(p.numel() for p in vae.encoder.parameters()):,})")
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    means = None
+    if args.decoder_only:
+        if not args.init:
+            raise SystemExit("train_vae.py: --decoder-only 1 needs --init CHECKPOINT (the encoder to keep)")
+        vae.encoder.requires_grad_(False)
+        means = posterior_means(vae, x_train)
+        log(f"decoder only: encoder frozen, {len(means)} posterior means computed")
+    trained = vae.decoder if args.decoder_only else vae
+    opt = torch.optim.AdamW(trained.parameters(), lr=args.lr, weight_decay=0.0)
     timer = Timer()
     budget = args.minutes * 60.0
     gen = torch.Generator().manual_seed(args.seed)
@@ -126,10 +145,16 @@ def main() -> None:
         xb = x_train[perm[pos:pos + args.batch_size]]
         pos += args.batch_size
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
-            rec, mean, logvar = vae(xb)
-        rec, mean, logvar = rec.float(), mean.float(), logvar.float()
+            if means is None:
+                rec, mean, logvar = vae(xb)
+            else:
+                rec = vae.decode(means[perm[pos - args.batch_size:pos]])
+        if means is None:
+            rec, mean, logvar = rec.float(), mean.float(), logvar.float()
+            kl = KLVAE.kl(mean, logvar)
+        else:
+            rec, kl = rec.float(), torch.zeros(())
         mse = (rec - xb).pow(2).mean()
-        kl = KLVAE.kl(mean, logvar)
         loss = mse + args.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -147,8 +172,11 @@ def main() -> None:
 
     train_minutes = timer.elapsed() / 60
     p_crop, p_full = evaluate(vae, x_test)
-    std = latent_std(vae, x_train)
-    vae.scaling_factor.fill_(1.0 / std)
+    if args.decoder_only:  # same encoder, same latents: keep the scaling factor bit for bit
+        std = 1.0 / vae.scaling_factor.item()
+    else:
+        std = latent_std(vae, x_train)
+        vae.scaling_factor.fill_(1.0 / std)
     log(f"done: {step} steps in {train_minutes:.1f} min; test PSNR {p_crop:.2f} dB (28x28 crop), "
         f"{p_full:.2f} dB (32x32); latent std {std:.4f} -> scaling_factor {1 / std:.5f}")
     save(vae, args.out, {
