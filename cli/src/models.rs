@@ -111,7 +111,10 @@ impl Models {
 
 /// SHA-256 of an optional graph file, "" when the command does not use it.
 fn sha256_or_empty(p: &Option<PathBuf>) -> Result<String> {
-    p.as_deref().map(sha256).transpose().map(Option::unwrap_or_default)
+    p.as_deref()
+        .map(sha256)
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 pub fn display(p: &Option<PathBuf>) -> String {
