@@ -15,6 +15,9 @@ use std::path::PathBuf;
     name = "d3hr-cli",
     version,
     propagate_version = true,
+    // A repeated flag takes its last value, so a wrapper's defaults can be overridden
+    // (`scripts/demo --limit-per-class 6000`).
+    args_override_self = true,
     max_term_width = 100
 )]
 pub struct Cli {
@@ -264,5 +267,27 @@ mod tests {
     fn command_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "d3hr-cli",
+            "distill",
+            "--ipc",
+            "10",
+            "--out",
+            "o",
+            "--limit-per-class",
+            "300",
+            "--limit-per-class",
+            "6000",
+        ])
+        .unwrap();
+        let super::Command::Distill(d) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(d.data.limit_per_class.map(|n| n.get()), Some(6000));
     }
 }
