@@ -27,17 +27,18 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import make_table
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 TEACHER = os.path.join(REPO, "models", "fashion_mnist", "checkpoints", "teacher_convnet3.pt")
 
-#: table rows, in the order the README prints them
-ROWS = ["random_real", "base_ddpm", "base_rs", "d3hr_joint", "d3hr_perdim"]
+#: table rows, in the order the README prints them (make_table.py holds their labels)
+ROWS = [name for name, _ in make_table.ROWS]
 #: the m ablation at IPC 10 (m = 1 is Base-RS, m = 1e5 is the D3HR joint row)
 ABLATION = ["d3hr_joint_m100_ipc10", "d3hr_joint_m1000_ipc10", "d3hr_joint_m10000_ipc10"]
 #: the guidance experiments (statistics of 300 images per class, eval/make_sets.sh)
-GUIDANCE = ["d3hr_joint_w2_300_ipc10", "d3hr_joint_w4_300_ipc10", "d3hr_perdim_w4_300_ipc10",
-            "base_rs_w4_300_ipc10", "d3hr_joint_w4_300_ipc1", "d3hr_perdim_w4_300_ipc1"]
+GUIDANCE = [name for name, *_ in make_table.GUIDANCE]
 
 
 def plan() -> list[tuple[str, str, int]]:

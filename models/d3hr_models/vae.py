@@ -134,6 +134,11 @@ class KLVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
+    @torch.no_grad()
+    def posterior_means(self, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+        """Unscaled posterior means of a whole image tensor, encoded ``batch`` images at a time."""
+        return torch.cat([self.encoder(x[i:i + batch])[0] for i in range(0, len(x), batch)])
+
     def forward(self, x: torch.Tensor, sample: bool = True):
         """Returns (reconstruction, mean, logvar); samples the posterior when ``sample``."""
         mean, logvar = self.encoder(x)

@@ -40,7 +40,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     for split in args.splits.split(","):
         x, y = load_tensors(args.data, split)
-        lat = torch.cat([vae.encode(x[i:i + 1000])[0] for i in range(0, len(x), 1000)]) * s
+        lat = vae.posterior_means(x) * s
         np.save(os.path.join(args.out, f"latents_{split}.npy"), lat.numpy().astype(np.float32))
         np.save(os.path.join(args.out, f"labels_{split}.npy"), y.numpy().astype(np.int64))
         log(f"{split}: latents {tuple(lat.shape)} mean {lat.mean():.4f} std {lat.std():.4f} "

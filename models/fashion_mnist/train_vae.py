@@ -81,14 +81,6 @@ def latent_std(vae: KLVAE, x: torch.Tensor, batch: int = 1000) -> float:
     return math.sqrt(s2 / n - mean * mean)
 
 
-@torch.no_grad()
-def posterior_means(vae: KLVAE, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    vae.eval()
-    means = torch.cat([vae.encode(x[i:i + batch])[0] for i in range(0, len(x), batch)])
-    vae.train()
-    return means
-
-
 def save(vae: KLVAE, path: str, extra: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({"config": vae.cfg.to_dict(), "state_dict": vae.state_dict(), **extra}, path + ".tmp")
@@ -119,7 +111,7 @@ def main() -> None:
         if not args.init:
             raise SystemExit("train_vae.py: --decoder-only 1 needs --init CHECKPOINT (the encoder to keep)")
         vae.encoder.requires_grad_(False)
-        means = posterior_means(vae, x_train)
+        means = vae.posterior_means(x_train)
         log(f"decoder only: encoder frozen, {len(means)} posterior means computed")
     trained = vae.decoder if args.decoder_only else vae
     opt = torch.optim.AdamW(trained.parameters(), lr=args.lr, weight_decay=0.0)
@@ -142,18 +134,16 @@ def main() -> None:
         if pos + args.batch_size > len(perm):
             perm = torch.randperm(len(x_train), generator=gen)
             pos = 0
-        xb = x_train[perm[pos:pos + args.batch_size]]
+        idx = perm[pos:pos + args.batch_size]
         pos += args.batch_size
+        xb = x_train[idx]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
             if means is None:
                 rec, mean, logvar = vae(xb)
             else:
-                rec = vae.decode(means[perm[pos - args.batch_size:pos]])
-        if means is None:
-            rec, mean, logvar = rec.float(), mean.float(), logvar.float()
-            kl = KLVAE.kl(mean, logvar)
-        else:
-            rec, kl = rec.float(), torch.zeros(())
+                rec = vae.decode(means[idx])
+        rec = rec.float()
+        kl = KLVAE.kl(mean.float(), logvar.float()) if means is None else rec.new_zeros(())
         mse = (rec - xb).pow(2).mean()
         loss = mse + args.kl_weight * kl
         opt.zero_grad(set_to_none=True)
