@@ -3,6 +3,8 @@
 # manifest.json exists is kept). One full DDIM inversion of the 60,000 training images (~30 min on
 # the 2-core machine) and one DDPM forward mapping (VAE only) feed all the sampled sets.
 #   eval/make_sets.sh            # then: python eval/run_table.py; python eval/make_table.py
+# After swapping in another model, move runs/ away first: every statistics file records the SHA-256
+# of the DiT it was made with, and `d3hr-cli sample` refuses one made with another DiT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI=${D3HR_CLI:-target/release/d3hr-cli}
