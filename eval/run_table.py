@@ -35,8 +35,8 @@ TEACHER = os.path.join(REPO, "models", "fashion_mnist", "checkpoints", "teacher_
 
 #: table rows, in the order the README prints them (make_table.py holds their labels)
 ROWS = [name for name, _ in make_table.ROWS]
-#: the m ablation at IPC 10 (m = 1 is Base-RS, m = 1e5 is the D3HR joint row)
-ABLATION = ["d3hr_joint_m100_ipc10", "d3hr_joint_m1000_ipc10", "d3hr_joint_m10000_ipc10"]
+#: the m ablation at IPC 10 beyond the table rows (m = 1 is Base-RS, m = 1e5 the D3HR joint row)
+ABLATION = [name for name, _ in make_table.ABLATION if name.startswith("d3hr_joint_m")]
 #: the guidance experiments (statistics of 300 images per class, eval/make_sets.sh)
 GUIDANCE = [name for name, *_ in make_table.GUIDANCE]
 
