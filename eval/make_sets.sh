@@ -4,13 +4,24 @@
 # the 2-core machine) and one DDPM forward mapping (VAE only) feed all the sampled sets.
 #   eval/make_sets.sh            # then: python eval/run_table.py; python eval/make_table.py
 # After swapping in another model, move runs/ away first: every statistics file records the SHA-256
-# of the DiT it was made with, and `d3hr-cli sample` refuses one made with another DiT.
+# of the DiT it was made with, and this script stops if one under runs/ names another DiT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI=${D3HR_CLI:-target/release/d3hr-cli}
 [ -x "$CLI" ] || cargo build --release -p d3hr-cli
 PY=${PYTHON:-python3}
 mkdir -p runs
+
+# Statistics made with another DiT make every set under runs/ stale (and `d3hr-cli sample` refuses them).
+DIT_SHA=$(sha256sum models/fashion_mnist/onnx/dit.onnx | cut -c1-12)
+for f in runs/full_distill/stats.safetensors runs/stats_*.safetensors; do
+  [ -f "$f" ] || continue
+  if ! "$CLI" inspect "$f" | grep -q "sha256 $DIT_SHA"; then
+    echo "$f was made with another DiT than models/fashion_mnist/onnx/dit.onnx (sha256 $DIT_SHA...):" >&2
+    echo "move runs/ away (e.g. mv runs runs_old) and run this script again" >&2
+    exit 1
+  fi
+done
 
 # The full run (inversion of all 60,000 images + sampling at IPC 10, timed for the README); its
 # statistics feed every DDIM-mapped set below.

@@ -16,8 +16,20 @@ CUDA (--device cuda, untested here): PyTorch on the GPU in --precision fp32 or f
 onnxruntime with CUDAExecutionProvider (needs onnxruntime-gpu; it is an error if the provider is missing),
 the fp16 graph for --precision fp16; inputs are copied from host memory on every call (sess.run).
 
-Example (the numbers depend on the machine; run it on a quiet one):
-    python models/bench_dit.py --batch 8 --threads 2 --iters 20 --json models/work/bench/cpu.json
+--roofline adds what bounds the figures: the model's floating-point operations per pass (PyTorch's
+FlopCounterMode: 2 per multiply-add of every matmul, linear and attention product; elementwise work not
+counted), the fp32 matrix-multiply rate this machine reaches with --threads threads (best of 15
+2048 x 2048 x 2048 torch.mm calls; on CPU the same MKL/oneDNN kernels PyTorch's linear layers use), and
+each engine's achieved GFLOP/s as a fraction of it. An engine near that rate cannot be made much faster
+without doing less arithmetic (fewer steps, smaller or lower-precision weights).
+
+--ckpt benchmarks a trained checkpoint (any layout export_dit.py reads) instead of a random preset;
+give its graph with --onnx (e.g. the Fashion-MNIST default model, 4x8x8 latents).
+
+Examples (the numbers depend on the machine; run them on a quiet one):
+    python models/bench_dit.py --batch 8 --threads 2 --iters 20 --roofline --json models/work/bench/cpu.json
+    python models/bench_dit.py --ckpt models/fashion_mnist/checkpoints/dit_ema.pt \
+        --onnx models/fashion_mnist/onnx/dit.onnx --batch 64 --threads 2 --iters 50 --roofline
 """
 from __future__ import annotations
 
@@ -59,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--onnx", help="graph to benchmark (default models/work/bench/dit_<preset>_<size>[_fp16].onnx)")
     p.add_argument("--reexport", action="store_true", help="export the graph again even if --onnx exists")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default 0)")
+    p.add_argument("--ckpt", help="a trained DiT checkpoint instead of a random --preset (needs --onnx)")
+    p.add_argument("--roofline", action="store_true",
+                   help="also count the model's FLOPs per pass and measure the machine's fp32 matmul rate")
     p.add_argument("--json", help="write the results to this JSON file")
     return p.parse_args(argv)
 
@@ -79,6 +94,27 @@ def summarize(times: list[float], batch: int) -> dict:
     return {"passes_per_s": len(times) / total, "images_per_s": len(times) * batch / total,
             "ms_per_pass_median": 1e3 * statistics.median(times), "ms_per_pass_min": 1e3 * min(times),
             "iters": len(times)}
+
+
+def flops_per_pass(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> int:
+    """Floating-point operations of one forward pass (2 per multiply-add), as PyTorch counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+    x, t, y = (torch.from_numpy(v) for v in inputs.values())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, t, y)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak_gflops(threads: int, n: int = 2048, reps: int = 15) -> float:
+    """Best fp32 torch.mm rate (GFLOP/s) on n x n x n products with the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 def bench_ort(path: str, inputs: dict[str, np.ndarray], args: argparse.Namespace) -> tuple[dict, np.ndarray]:
@@ -141,6 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     exp_args = ["--random", "--preset", args.preset, "--image-size", str(args.image_size),
                 "--num-classes", str(args.num_classes), "--seed", str(args.seed), "--out", path,
                 "--threads", str(args.threads)] + (["--fp16"] if fp16 else [])
+    if args.ckpt:
+        if not args.onnx:
+            raise SystemExit("--ckpt needs --onnx (the graph exported from that checkpoint)")
+        if not os.path.exists(path) or args.reexport:
+            raise SystemExit(f"--ckpt: export {args.onnx} with models/export_dit.py first (its metadata needs the "
+                             "VAE's scaling factor); this script exports only random presets")
+        exp_args = ["--ckpt", args.ckpt, "--out", path, "--threads", str(args.threads)]
     if "onnxruntime" in engines and (args.reexport or not os.path.exists(path)):
         print(f"exporting {path}", flush=True)
         export_dit.main(exp_args)
@@ -164,6 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "results": {},
     }
+    if args.roofline:
+        result["gflop_per_pass"] = flops_per_pass(model, inputs) / 1e9
+        if args.device == "cpu":
+            result["matmul_peak_gflops"] = matmul_peak_gflops(args.threads)
+        print(f"{result['gflop_per_pass']:.2f} GFLOP per pass (batch {args.batch})"
+              + (f"; fp32 2048^3 torch.mm: {result['matmul_peak_gflops']:.1f} GFLOP/s on {args.threads} threads"
+                 if "matmul_peak_gflops" in result else ""), flush=True)
     if args.device == "cuda":
         result["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     outs = {}
@@ -178,8 +228,15 @@ def main(argv: list[str] | None = None) -> None:
         else:
             res, outs[engine] = bench_torch(model, inputs, args)
         result["results"][engine] = res
-        print(f"  {res['passes_per_s']:.3f} passes/s, {res['images_per_s']:.2f} images/s, "
-              f"median {res['ms_per_pass_median']:.1f} ms/pass", flush=True)
+        line = (f"  {res['passes_per_s']:.3f} passes/s, {res['images_per_s']:.2f} images/s, "
+                f"median {res['ms_per_pass_median']:.1f} ms/pass")
+        if args.roofline:
+            res["gflops"] = res["passes_per_s"] * result["gflop_per_pass"]
+            line += f", {res['gflops']:.1f} GFLOP/s"
+            if "matmul_peak_gflops" in result:
+                res["fraction_of_matmul_peak"] = res["gflops"] / result["matmul_peak_gflops"]
+                line += f" ({100 * res['fraction_of_matmul_peak']:.0f} % of the torch.mm rate)"
+        print(line, flush=True)
     if len(outs) == 2:
         result["max_abs_diff"] = float(np.abs(outs["onnxruntime"] - outs["pytorch"]).max())
         r = result["results"]
