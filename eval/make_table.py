@@ -33,7 +33,11 @@ GUIDANCE = [("d3hr_joint_w2_300_ipc10", 2, "D3HR (joint, m = 1e5)", 10),
             ("d3hr_joint_w4_300_ipc10", 4, "D3HR (joint, m = 1e5)", 10),
             ("d3hr_perdim_w4_300_ipc10", 4, "D3HR per-dim (m = 1e3)", 10),
             ("d3hr_joint_w4_300_ipc1", 4, "D3HR (joint, m = 1e5)", 1),
-            ("d3hr_perdim_w4_300_ipc1", 4, "D3HR per-dim (m = 1e3)", 1)]
+            ("d3hr_perdim_w4_300_ipc1", 4, "D3HR per-dim (m = 1e3)", 1),
+            ("d3hr_joint_w6_300_ipc10", 6, "D3HR (joint, m = 1e5)", 10),
+            ("d3hr_perdim_w6_300_ipc10", 6, "D3HR per-dim (m = 1e3)", 10),
+            ("d3hr_joint_w6_300_ipc1", 6, "D3HR (joint, m = 1e5)", 1),
+            ("d3hr_perdim_w6_300_ipc1", 6, "D3HR per-dim (m = 1e3)", 1)]
 PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
 
 
