@@ -46,16 +46,14 @@ done
 
 # Guidance experiments (README): guidance w in inversion and sampling, statistics of 300 images per
 # class (twice the model calls of guidance 1, so a smaller sample fit the session; ~3 min each).
-for W in 2 4 6; do
+for W in 2 4 6 8; do
   [ -f runs/stats_w${W}_300.safetensors ] || "$CLI" invert --limit-per-class 300 --guidance $W --seed 0 --out runs/stats_w${W}_300.safetensors --force
 done
 sample d3hr_joint_w2_300_ipc10 --stats runs/stats_w2_300.safetensors --ipc 10 --mode joint
-for IPC in 1 10; do
-  sample d3hr_joint_w4_300_ipc$IPC --stats runs/stats_w4_300.safetensors --ipc $IPC --mode joint
-  sample d3hr_perdim_w4_300_ipc$IPC --stats runs/stats_w4_300.safetensors --ipc $IPC --mode per-dim
-done
 sample base_rs_w4_300_ipc10 --stats runs/stats_w4_300.safetensors --ipc 10 --mode random
 for IPC in 1 10; do
-  sample d3hr_joint_w6_300_ipc$IPC --stats runs/stats_w6_300.safetensors --ipc $IPC --mode joint
-  sample d3hr_perdim_w6_300_ipc$IPC --stats runs/stats_w6_300.safetensors --ipc $IPC --mode per-dim
+  for W in 4 6 8; do
+    sample d3hr_joint_w${W}_300_ipc$IPC --stats runs/stats_w${W}_300.safetensors --ipc $IPC --mode joint
+    sample d3hr_perdim_w${W}_300_ipc$IPC --stats runs/stats_w${W}_300.safetensors --ipc $IPC --mode per-dim
+  done
 done

@@ -37,7 +37,11 @@ GUIDANCE = [("d3hr_joint_w2_300_ipc10", 2, "D3HR (joint, m = 1e5)", 10),
             ("d3hr_joint_w6_300_ipc10", 6, "D3HR (joint, m = 1e5)", 10),
             ("d3hr_perdim_w6_300_ipc10", 6, "D3HR per-dim (m = 1e3)", 10),
             ("d3hr_joint_w6_300_ipc1", 6, "D3HR (joint, m = 1e5)", 1),
-            ("d3hr_perdim_w6_300_ipc1", 6, "D3HR per-dim (m = 1e3)", 1)]
+            ("d3hr_perdim_w6_300_ipc1", 6, "D3HR per-dim (m = 1e3)", 1),
+            ("d3hr_joint_w8_300_ipc10", 8, "D3HR (joint, m = 1e5)", 10),
+            ("d3hr_perdim_w8_300_ipc10", 8, "D3HR per-dim (m = 1e3)", 10),
+            ("d3hr_joint_w8_300_ipc1", 8, "D3HR (joint, m = 1e5)", 1),
+            ("d3hr_perdim_w8_300_ipc1", 8, "D3HR per-dim (m = 1e3)", 1)]
 PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
 
 
