@@ -28,20 +28,10 @@ ABLATION = [("base_rs_ipc10", "1 (Base-RS)"), ("d3hr_joint_m100_ipc10", "1e2"),
             ("d3hr_joint_ipc10", "1e5"), ("d3hr_perdim_ipc10", "per-dim, m = 1e3")]
 #: the guidance experiments next to the table: guidance w in inversion and sampling, statistics of
 #: 300 images per class (eval/make_sets.sh); (set, guidance, row, IPC)
-GUIDANCE = [("d3hr_joint_w2_300_ipc10", 2, "D3HR (joint, m = 1e5)", 10),
-            ("base_rs_w4_300_ipc10", 4, "Base-RS (m = 1)", 10),
-            ("d3hr_joint_w4_300_ipc10", 4, "D3HR (joint, m = 1e5)", 10),
-            ("d3hr_perdim_w4_300_ipc10", 4, "D3HR per-dim (m = 1e3)", 10),
-            ("d3hr_joint_w4_300_ipc1", 4, "D3HR (joint, m = 1e5)", 1),
-            ("d3hr_perdim_w4_300_ipc1", 4, "D3HR per-dim (m = 1e3)", 1),
-            ("d3hr_joint_w6_300_ipc10", 6, "D3HR (joint, m = 1e5)", 10),
-            ("d3hr_perdim_w6_300_ipc10", 6, "D3HR per-dim (m = 1e3)", 10),
-            ("d3hr_joint_w6_300_ipc1", 6, "D3HR (joint, m = 1e5)", 1),
-            ("d3hr_perdim_w6_300_ipc1", 6, "D3HR per-dim (m = 1e3)", 1),
-            ("d3hr_joint_w8_300_ipc10", 8, "D3HR (joint, m = 1e5)", 10),
-            ("d3hr_perdim_w8_300_ipc10", 8, "D3HR per-dim (m = 1e3)", 10),
-            ("d3hr_joint_w8_300_ipc1", 8, "D3HR (joint, m = 1e5)", 1),
-            ("d3hr_perdim_w8_300_ipc1", 8, "D3HR per-dim (m = 1e3)", 1)]
+_JOINT, _PERDIM = "D3HR (joint, m = 1e5)", "D3HR per-dim (m = 1e3)"
+GUIDANCE = [("d3hr_joint_w2_300_ipc10", 2, _JOINT, 10), ("base_rs_w4_300_ipc10", 4, "Base-RS (m = 1)", 10)]
+GUIDANCE += [(f"d3hr_{mode}_w{w}_300_ipc{ipc}", w, row, ipc)
+             for w in (4, 6, 8) for ipc in (10, 1) for mode, row in (("joint", _JOINT), ("perdim", _PERDIM))]
 PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
 
 

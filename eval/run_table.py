@@ -50,8 +50,7 @@ def plan() -> list[tuple[str, str, int]]:
     jobs += [(f"{row}_ipc10", "hard", 0) for row in ROWS]
     jobs += [(f"{row}_ipc10", "soft", 0) for row in ROWS]
     jobs += [(f"{row}_ipc50", "hard", 0) for row in ("random_real", "d3hr_joint")]
-    jobs += [(s, "hard", 0) for s in ABLATION]
-    jobs += [(s, "soft", 0) for s in ABLATION]
+    jobs += [(s, proto, 0) for proto in ("hard", "soft") for s in ABLATION]
     for seed in (1, 2):
         jobs += [(f"{row}_ipc10", "hard", seed) for row in ROWS]
     for seed in (1, 2):
