@@ -10,6 +10,9 @@
     same grid, and report the relative L2 error ||z0' - z0|| / ||z0|| (mean over latents) and the MSE,
     plus the PSNR of the decoded round trip against the decoded original.
 
+With --onnx GRAPH the DiT's ε comes from that ONNX graph under onnxruntime (CPU) instead of the
+PyTorch checkpoint -- e.g. the int8 graph of quantize_dit.py; the VAE and the teacher stay PyTorch.
+
 Writes a JSON summary to --out-json and a PNG grid per guidance scale to --out-dir (if --grid 1).
 
 Example:
@@ -41,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--dit", default=os.path.join(CHECKPOINT_DIR, "dit_ema.pt"), help="DiT checkpoint (EMA)")
+    p.add_argument("--onnx", default="", help="evaluate this DiT graph (onnxruntime, CPU) instead of --dit")
     p.add_argument("--vae", default=os.path.join(CHECKPOINT_DIR, "vae.pt"), help="VAE checkpoint")
     p.add_argument("--teacher", default=os.path.join(CHECKPOINT_DIR, "teacher_convnet3.pt"),
                    help="ConvNet-3 teacher checkpoint")
@@ -59,6 +63,30 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     return p.parse_args()
+
+
+class OnnxDiT:
+    """ε of an exported DiT graph (inputs x, t, y; output ε), with the checkpoint's guidance rule."""
+
+    def __init__(self, path: str, threads: int, null_class: int):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        self.null_class = null_class
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.sess.run(None, {"x": x.numpy().astype(np.float32), "t": t.numpy().astype(np.int64),
+                                   "y": y.numpy().astype(np.int64)})[0]
+        return torch.from_numpy(out)
+
+    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+        if scale == 1.0:
+            return self.eps(x, t, y)
+        null = torch.full_like(y, self.null_class)
+        cond, uncond = self.eps(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        return uncond + scale * (cond - uncond)
 
 
 def write_grid(img: torch.Tensor, path: str, rows: int) -> None:
@@ -86,12 +114,13 @@ def main() -> None:
     set_threads(args.threads)
     seed_everything(args.seed)
     dit = load_dit(args.dit)
+    net = OnnxDiT(args.onnx, args.threads, dit.cfg.null_class) if args.onnx else dit
     vae = load_vae(args.vae)
     teacher = load_convnet(args.teacher)
     s = float(vae.scaling_factor)
     ac = alphas_cumprod()
     nc = dit.cfg.num_classes
-    summary: dict = {"dit": args.dit, "sample_steps": args.sample_steps, "per_class": args.per_class,
+    summary: dict = {"dit": args.onnx or args.dit, "sample_steps": args.sample_steps, "per_class": args.per_class,
                      "scaling_factor": s, "sampling": {}}
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -119,7 +148,7 @@ def main() -> None:
         t0 = time.time()
 
         def eps_fn(z, t, c, scale=scale):
-            return dit.forward_with_cfg(z, t, c, scale)
+            return net.forward_with_cfg(z, t, c, scale)
 
         z0 = torch.cat([ddim_sample(eps_fn, noise[i:i + args.batch], y[i:i + args.batch], grid, ac)
                         for i in range(0, len(y), args.batch)])
@@ -143,7 +172,7 @@ def main() -> None:
     igrid = timestep_grid(args.invert_steps)
 
     def eps_rt(z, t, c):
-        return dit.forward_with_cfg(z, t, c, args.roundtrip_scale)
+        return net.forward_with_cfg(z, t, c, args.roundtrip_scale)
 
     t0 = time.time()
     z_T = ddim_invert(eps_rt, z_real, y_real, igrid, ac)
