@@ -57,3 +57,6 @@ for IPC in 1 10; do
     sample d3hr_perdim_w${W}_300_ipc$IPC --stats runs/stats_w${W}_300.safetensors --ipc $IPC --mode per-dim
   done
 done
+# IPC 50 with the best hard-label settings of IPC 10 (per-dim w = 4, joint w = 6)
+sample d3hr_perdim_w4_300_ipc50 --stats runs/stats_w4_300.safetensors --ipc 50 --mode per-dim
+sample d3hr_joint_w6_300_ipc50 --stats runs/stats_w6_300.safetensors --ipc 50 --mode joint

@@ -32,6 +32,7 @@ _JOINT, _PERDIM = "D3HR (joint, m = 1e5)", "D3HR per-dim (m = 1e3)"
 GUIDANCE = [("d3hr_joint_w2_300_ipc10", 2, _JOINT, 10), ("base_rs_w4_300_ipc10", 4, "Base-RS (m = 1)", 10)]
 GUIDANCE += [(f"d3hr_{mode}_w{w}_300_ipc{ipc}", w, row, ipc)
              for w in (4, 6, 8) for ipc in (10, 1) for mode, row in (("joint", _JOINT), ("perdim", _PERDIM))]
+GUIDANCE += [("d3hr_perdim_w4_300_ipc50", 4, _PERDIM, 50), ("d3hr_joint_w6_300_ipc50", 6, _JOINT, 50)]
 PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
 
 
@@ -87,10 +88,10 @@ def main() -> None:
         print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
     print("\n**Guidance in inversion and sampling** (statistics of 300 images per class) — test accuracy %,"
           " mean ± std (seeds)\n")
-    print("| guidance | row | IPC | hard | soft |")
-    print("|---|---|---|---|---|")
+    print("| guidance | row | IPC | " + " | ".join(title for _, title in PROTOCOLS) + " |")
+    print("|---|---|---|" + "---|" * len(PROTOCOLS))
     for name, w, label, ipc in GUIDANCE:
-        print(f"| {w} | {label} | {ipc} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
+        print(f"| {w} | {label} | {ipc} | " + " | ".join(fmt(cells, f"{name}.{p}") for p, _ in PROTOCOLS) + " |")
 
 
 if __name__ == "__main__":
