@@ -258,13 +258,20 @@ class DiT(nn.Module):
         return self.unpatchify(self.final_layer(x, c))
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
-        """Guided ε (first C channels only): ``eps_u + scale * (eps_c - eps_u)``; scale 1 = one call."""
-        if scale == 1.0:
-            return self.forward(x, t, y)[:, : self.in_channels]
-        null = torch.full_like(y, self.cfg.null_class)
-        out = self.forward(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))[:, : self.in_channels]
-        cond, uncond = out.chunk(2)
-        return uncond + scale * (cond - uncond)
+        """Guided ε (first C channels only): see [`guided_eps`]."""
+        return guided_eps(lambda a, b, c: self.forward(a, b, c)[:, : self.in_channels], x, t, y, scale,
+                          self.cfg.null_class)
+
+
+def guided_eps(eps_fn, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float,
+               null_class: int) -> torch.Tensor:
+    """Classifier-free guidance ``eps_u + scale * (eps_c - eps_u)`` from one batched call of ``eps_fn``
+    (conditional and null-class halves); scale 1 = one plain call."""
+    if scale == 1.0:
+        return eps_fn(x, t, y)
+    null = torch.full_like(y, null_class)
+    cond, uncond = eps_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+    return uncond + scale * (cond - uncond)
 
 
 class EpsOnly(nn.Module):

@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.join(REPO_DIR, "eval"))
 from convnet import load_convnet  # noqa: E402
 from d3hr_models.data import DEFAULT_DATA_DIR, load_tensors  # noqa: E402
 from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample, timestep_grid  # noqa: E402
-from d3hr_models.dit import load_dit  # noqa: E402
+from d3hr_models.dit import guided_eps, load_dit  # noqa: E402
+from d3hr_models.onnx_export import ort_session  # noqa: E402
 from d3hr_models.vae import load_vae, psnr  # noqa: E402
 
 
@@ -69,11 +70,7 @@ class OnnxDiT:
     """ε of an exported DiT graph (inputs x, t, y; output ε), with the checkpoint's guidance rule."""
 
     def __init__(self, path: str, threads: int, null_class: int):
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        self.sess = ort_session(path, threads)
         self.null_class = null_class
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,11 +79,7 @@ class OnnxDiT:
         return torch.from_numpy(out)
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
-        if scale == 1.0:
-            return self.eps(x, t, y)
-        null = torch.full_like(y, self.null_class)
-        cond, uncond = self.eps(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
-        return uncond + scale * (cond - uncond)
+        return guided_eps(self.eps, x, t, y, scale, self.null_class)
 
 
 def write_grid(img: torch.Tensor, path: str, rows: int) -> None:

@@ -27,12 +27,10 @@ import _common  # noqa: F401
 from _common import ONNX_DIR, log
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from d3hr_models.onnx_export import finalize, read_metadata
+from d3hr_models.onnx_export import finalize, ort_session, read_metadata
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,13 +57,6 @@ def quantize(src: str, out: str) -> dict:
     return finalize(out, meta, external_data="never")
 
 
-def session(path: str, threads: int) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
 def main() -> None:
     args = parse_args()
     info = quantize(args.src, args.out)
@@ -75,7 +66,7 @@ def main() -> None:
     feeds = {"x": rng.standard_normal((b, 4, 8, 8)).astype(np.float32),
              "t": rng.integers(0, 1000, b).astype(np.int64),
              "y": rng.integers(0, 11, b).astype(np.int64)}
-    graphs = {"fp32": session(args.src, args.threads), "int8": session(args.out, args.threads)}
+    graphs = {"fp32": ort_session(args.src, args.threads), "int8": ort_session(args.out, args.threads)}
     ref, got = (graphs[k].run(None, feeds)[0] for k in ("fp32", "int8"))
     rel = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
     log(f"ε relative RMS error int8 vs fp32: {rel:.4f} (batch {b})")
