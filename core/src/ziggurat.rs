@@ -423,13 +423,20 @@ mod squeeze_tests {
             }
             let x = unit23(bits >> SHIFT32) * ZIG_X32[i];
             let u = (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
-            assert_eq!(under_density_f32(i, x, u), plain(i, x, u), "layer {i}, x {x}, u {u}");
+            assert_eq!(
+                under_density_f32(i, x, u),
+                plain(i, x, u),
+                "layer {i}, x {x}, u {u}"
+            );
             checked += 1;
             let chord = (ZIG_X32[i] - x) * ZIG_CHORD32[i];
             squeezed += u64::from(u < chord + ZIG_DLO32[i] || u >= chord + ZIG_DHI32[i]);
         }
         // the squeeze must actually decide most points, or it saves nothing
-        assert!(squeezed * 10 > checked * 9, "{squeezed} of {checked} squeezed");
+        assert!(
+            squeezed * 10 > checked * 9,
+            "{squeezed} of {checked} squeezed"
+        );
         // points just outside the strip, where the margin is all that separates the answers
         for i in 1..ZIG_LAYERS {
             for k in 0..=200 {
