@@ -152,7 +152,7 @@ const BLOCK: usize = 32;
 /// Values are produced in blocks of 64: the 32 words of a block are drawn, every fast-path value
 /// is computed without a branch and the misses (≈ 1.5 %) are recorded in a bit mask; then the
 /// misses are finished in index order, drawing their extra words. On x86-64 CPUs with AVX2 the
-/// fast path of eight tries at a time runs as one vector step ([`x86`]); otherwise a scalar loop
+/// fast path of eight tries at a time runs as one vector step (the private `x86` module); otherwise a scalar loop
 /// interleaves drawing and computing, so the generator's next step overlaps the current try.
 /// Both paths compute the same IEEE operations on the same words, so the output does not depend
 /// on the CPU (a unit test compares them).
