@@ -242,7 +242,7 @@ fn finish_misses<R: Rng + ?Sized>(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    use super::{BLOCK, MASK, finish_misses};
+    use super::{BLOCK, MASK, SHIFT32, finish_misses};
     use crate::ziggurat_tables::{ZIG_K32, ZIG_X32};
     use core::arch::x86_64::*;
     use rand_core::Rng;
@@ -268,18 +268,22 @@ mod x86 {
     }
 
     /// [`fill_f32`](super::fill_f32) over whole blocks of 64 values: each block's 32 words are
-    /// drawn first, then its fast path runs eight tries per vector step. Call only where
-    /// [`avx2_available`] is true.
+    /// drawn first, then its fast path runs eight tries per vector step. Panics unless
+    /// [`avx2_available`] is true (one relaxed atomic load per call, so the `unsafe` below holds
+    /// whatever the caller did).
     #[inline]
     pub(super) fn fill_blocks<R: Rng + ?Sized>(rng: &mut R, out: &mut [f32]) {
-        debug_assert!(avx2_available());
+        assert!(
+            avx2_available(),
+            "the AVX2 Ziggurat path on a CPU without AVX2"
+        );
         let mut words = [0u64; BLOCK];
         for block in out.chunks_exact_mut(2 * BLOCK) {
             let block: &mut [f32; 2 * BLOCK] = block.try_into().unwrap();
             for w in &mut words {
                 *w = rng.next_u64();
             }
-            // SAFETY: the caller checked AVX2 with `avx2_available`.
+            // SAFETY: AVX2 was checked at the top of this function.
             let missed = unsafe { fast_block(&words, block) };
             finish_misses(rng, missed, &words, block);
         }
@@ -311,7 +315,7 @@ mod x86 {
         unsafe {
             let bits = _mm256_loadu_si256(words.as_ptr().cast());
             let j = _mm256_and_si256(bits, _mm256_set1_epi32(2 * MASK as i32 + 1));
-            let m = _mm256_srli_epi32::<9>(bits);
+            let m = _mm256_srli_epi32::<{ SHIFT32 as i32 }>(bits);
             // unit23: m · 2^-23 as (1.m) − 1, exactly as the scalar path computes it
             let u = _mm256_sub_ps(
                 _mm256_castsi256_ps(_mm256_or_si256(m, ones)),
