@@ -161,13 +161,12 @@ pub fn fill_f32<R: Rng + ?Sized>(rng: &mut R, out: &mut [f32]) {
     let whole = out.len() - out.len() % (2 * BLOCK);
     let (blocks, rest) = out.split_at_mut(whole);
     #[cfg(target_arch = "x86_64")]
-    if x86::avx2_available() {
-        x86::fill_blocks(rng, blocks);
-    } else {
+    let vector_done = x86::fill_blocks(rng, blocks);
+    #[cfg(not(target_arch = "x86_64"))]
+    let vector_done = false;
+    if !vector_done {
         fill_blocks_scalar(rng, blocks);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    fill_blocks_scalar(rng, blocks);
     let mut pairs = rest.chunks_exact_mut(2);
     for pair in &mut pairs {
         let w = rng.next_u64();
@@ -268,15 +267,14 @@ mod x86 {
     }
 
     /// [`fill_f32`](super::fill_f32) over whole blocks of 64 values: each block's 32 words are
-    /// drawn first, then its fast path runs eight tries per vector step. Panics unless
-    /// [`avx2_available`] is true (one relaxed atomic load per call, so the `unsafe` below holds
-    /// whatever the caller did).
+    /// drawn first, then its fast path runs eight tries per vector step. Returns `false`, having
+    /// drawn and written nothing, where the CPU lacks AVX2: the check sits next to the `unsafe`
+    /// it guards, and the caller then runs the scalar loop.
     #[inline]
-    pub(super) fn fill_blocks<R: Rng + ?Sized>(rng: &mut R, out: &mut [f32]) {
-        assert!(
-            avx2_available(),
-            "the AVX2 Ziggurat path on a CPU without AVX2"
-        );
+    pub(super) fn fill_blocks<R: Rng + ?Sized>(rng: &mut R, out: &mut [f32]) -> bool {
+        if !avx2_available() {
+            return false;
+        }
         let mut words = [0u64; BLOCK];
         for block in out.chunks_exact_mut(2 * BLOCK) {
             let block: &mut [f32; 2 * BLOCK] = block.try_into().unwrap();
@@ -287,6 +285,7 @@ mod x86 {
             let missed = unsafe { fast_block(&words, block) };
             finish_misses(rng, missed, &words, block);
         }
+        true
     }
 
     /// The fast path of a block whose words are drawn: values into `block`, the miss mask out.
