@@ -81,16 +81,22 @@ def main() -> None:
         print("|---|" + "---|" * len(ipcs))
         for row, label in ROWS:
             print(f"| {label} | " + " | ".join(fmt(cells, f"{row}_ipc{i}.{proto}") for i in ipcs) + " |")
-    print("\n**m ablation, IPC 10** — test accuracy %, mean ± std (seeds)\n")
-    print("| m | hard | soft |")
-    print("|---|---|---|")
-    for name, label in ABLATION:
-        print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
+    # a results folder with only some sets (e.g. the soft cells of a second teacher) prints only those
+    ablation = [(name, label) for name, label in ABLATION if name + ".hard" in cells or name + ".soft" in cells]
+    if len(ablation) > 1:
+        print("\n**m ablation, IPC 10** — test accuracy %, mean ± std (seeds)\n")
+        print("| m | hard | soft |")
+        print("|---|---|---|")
+        for name, label in ablation:
+            print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
+    guidance = [g for g in GUIDANCE if any(f"{g[0]}.{p}" in cells for p, _ in PROTOCOLS)]
+    if not guidance:
+        return
     print("\n**Guidance in inversion and sampling** (statistics of 300 images per class) — test accuracy %,"
           " mean ± std (seeds)\n")
     print("| guidance | row | IPC | " + " | ".join(title for _, title in PROTOCOLS) + " |")
     print("|---|---|---|" + "---|" * len(PROTOCOLS))
-    for name, w, label, ipc in GUIDANCE:
+    for name, w, label, ipc in guidance:
         print(f"| {w} | {label} | {ipc} | " + " | ".join(fmt(cells, f"{name}.{p}") for p, _ in PROTOCOLS) + " |")
 
 

@@ -16,6 +16,10 @@ Examples:
     python eval/run_table.py --list                   # the plan, in order, with what is done
     python eval/run_table.py --workers 2 --threads 1  # run what is not done yet
     python eval/make_table.py                         # the tables from whatever has finished
+    # the soft cells again with another teacher, kept apart from the main table:
+    python eval/run_table.py --protocols soft --teacher models/fashion_mnist/checkpoints/teacher_convnet3_b.pt \
+        --results results/teacher_b --seeds 0 --match '.*_ipc10'
+    python eval/make_table.py --results results/teacher_b
 """
 from __future__ import annotations
 
