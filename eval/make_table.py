@@ -57,6 +57,11 @@ def collect(results: str) -> dict:
     return cells
 
 
+def measured(cells: dict, name: str, protocols) -> bool:
+    """Whether set ``name`` has a finished cell under any of ``protocols``."""
+    return any(f"{name}.{p}" in cells for p in protocols)
+
+
 def fmt(cells: dict, key: str) -> str:
     c = cells.get(key)
     if c is None:
@@ -82,14 +87,14 @@ def main() -> None:
         for row, label in ROWS:
             print(f"| {label} | " + " | ".join(fmt(cells, f"{row}_ipc{i}.{proto}") for i in ipcs) + " |")
     # a results folder with only some sets (e.g. the soft cells of a second teacher) prints only those
-    ablation = [(name, label) for name, label in ABLATION if name + ".hard" in cells or name + ".soft" in cells]
+    ablation = [(name, label) for name, label in ABLATION if measured(cells, name, ("hard", "soft"))]
     if len(ablation) > 1:
         print("\n**m ablation, IPC 10** — test accuracy %, mean ± std (seeds)\n")
         print("| m | hard | soft |")
         print("|---|---|---|")
         for name, label in ablation:
             print(f"| {label} | {fmt(cells, name + '.hard')} | {fmt(cells, name + '.soft')} |")
-    guidance = [g for g in GUIDANCE if any(f"{g[0]}.{p}" in cells for p, _ in PROTOCOLS)]
+    guidance = [g for g in GUIDANCE if measured(cells, g[0], [p for p, _ in PROTOCOLS])]
     if not guidance:
         return
     print("\n**Guidance in inversion and sampling** (statistics of 300 images per class) — test accuracy %,"
