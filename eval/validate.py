@@ -60,6 +60,7 @@ from PIL import Image  # noqa: E402
 
 from convnet import ConvNet, load_convnet  # noqa: E402
 from d3hr_models.data import DEFAULT_DATA_DIR, NUM_CLASSES, PAD, RAW_SIZE, load_tensors  # noqa: E402
+from d3hr_models.machine import machine_info  # noqa: E402
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: Fashion-MNIST pixel statistics in [0, 1] used by the DC/DSA code to normalise images.
@@ -409,7 +410,7 @@ def main() -> None:
             "test_images": len(x_test),
             "teacher": teacher_info or None,
             "seeds": seeds, "accuracies": accs, "mean": mean, "std": std, "std_ddof": 0,
-            "runs": runs, "wall_seconds": wall,
+            "runs": runs, "wall_seconds": wall, "machine": machine_info(),
             "torch": torch.__version__, "python": platform.python_version(),
         }
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

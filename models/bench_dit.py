@@ -50,6 +50,7 @@ import torch  # noqa: E402
 
 import export_dit  # noqa: E402
 from d3hr_models.dit import PRESETS  # noqa: E402
+from d3hr_models.machine import cpu_name  # noqa: E402
 from d3hr_models.onnx_export import ort_session, read_metadata  # noqa: E402
 
 
@@ -76,17 +77,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also count the model's FLOPs per pass and measure the machine's fp32 matmul rate")
     p.add_argument("--json", help="write the results to this JSON file")
     return p.parse_args(argv)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summarize(times: list[float], batch: int) -> dict:

@@ -30,6 +30,7 @@ import numpy as np
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from d3hr_models.machine import machine_info
 from d3hr_models.onnx_export import finalize, ort_session, read_metadata
 
 
@@ -71,7 +72,7 @@ def main() -> None:
     rel = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
     log(f"ε relative RMS error int8 vs fp32: {rel:.4f} (batch {b})")
     result = {"src": args.src, "out": args.out, "bytes": info["bytes"], "batch": b, "threads": args.threads,
-              "eps_rel_rms_err": rel, "rounds": []}
+              "eps_rel_rms_err": rel, "machine": machine_info(), "rounds": []}
     for r in range(args.rounds):
         row = {}
         for name, s in graphs.items():

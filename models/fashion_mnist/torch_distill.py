@@ -34,6 +34,7 @@ from PIL import Image
 from d3hr_models.data import DEFAULT_DATA_DIR, crop, load_split, to_model_range
 from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample
 from d3hr_models.dit import load_dit
+from d3hr_models.machine import machine_info
 from d3hr_models.vae import load_vae
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -157,7 +158,8 @@ def main() -> None:
     print(json.dumps({"times_s": times, "settings": settings}))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"times_s": times, "settings": settings, "torch": torch.__version__}, f, indent=1)
+            json.dump({"times_s": times, "settings": settings, "machine": machine_info(), "torch": torch.__version__},
+                      f, indent=1)
 
 
 if __name__ == "__main__":
