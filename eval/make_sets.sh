@@ -60,3 +60,5 @@ done
 # IPC 50 with the best hard-label settings of IPC 10 (per-dim w = 4, joint w = 6)
 sample d3hr_perdim_w4_300_ipc50 --stats runs/stats_w4_300.safetensors --ipc 50 --mode per-dim
 sample d3hr_joint_w6_300_ipc50 --stats runs/stats_w6_300.safetensors --ipc 50 --mode joint
+# IPC 50 with the best soft-label setting of IPC 10 (per-dim w = 8; README, "Longer students")
+sample d3hr_perdim_w8_300_ipc50 --stats runs/stats_w8_300.safetensors --ipc 50 --mode per-dim
