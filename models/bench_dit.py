@@ -50,7 +50,7 @@ import torch  # noqa: E402
 
 import export_dit  # noqa: E402
 from d3hr_models.dit import PRESETS  # noqa: E402
-from d3hr_models.machine import cpu_name  # noqa: E402
+from d3hr_models.machine import machine_info  # noqa: E402
 from d3hr_models.onnx_export import ort_session, read_metadata  # noqa: E402
 
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": desc, "preset": args.preset, "image_size": args.image_size, "latent_shape": [c, h, h],
         "parameters": sum(p.numel() for p in dit.parameters()), "batch": args.batch, "threads": args.threads,
         "iters": args.iters, "warmup": args.warmup, "device": args.device, "precision": args.precision,
-        "onnx": os.path.relpath(path), "cpu": cpu_name(), "logical_cpus": os.cpu_count(),
+        "onnx": os.path.relpath(path), **machine_info(),
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "results": {},
     }
