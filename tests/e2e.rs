@@ -481,6 +481,57 @@ fn same_seed_same_bytes() {
 }
 
 #[test]
+fn dit_copies_do_not_change_the_result() {
+    let dir = scratch("copies");
+    let images = idx_files(&dir, 30, 2);
+    // Batches of 10 in graph runs of 4 (4 + 4 + 2), on one copy and on three.
+    let stats = |copies: &str| {
+        let st = dir.join(format!("st{copies}"));
+        ok(&[
+            "invert",
+            "--data",
+            &s(&images),
+            "--seed",
+            "5",
+            "--batch",
+            "10",
+            "--dit-batch",
+            "4",
+            "--replicas",
+            copies,
+            "--out",
+            &s(&st),
+        ]);
+        tensors(&st)
+    };
+    let (one, three) = (stats("1"), stats("3"));
+    assert!(!one.is_empty());
+    assert_eq!(one, three, "statistics from 1 and 3 DiT copies");
+    let out = dir.join("out");
+    ok(&[
+        "sample",
+        "--stats",
+        &s(&dir.join("st3")),
+        "--ipc",
+        "3",
+        "--m",
+        "50",
+        "--seed",
+        "1",
+        "--replicas",
+        "3",
+        "--dit-batch",
+        "4",
+        "--out",
+        &s(&out),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["models"]["dit"]["copies"], 3);
+    assert_eq!(manifest["models"]["dit"]["graph_batch"], 4);
+}
+
+#[test]
 fn killed_invert_resumes_to_the_same_statistics() {
     let dir = scratch("resume");
     let images = idx_files(&dir, 160, 8);

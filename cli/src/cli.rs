@@ -45,6 +45,15 @@ pub struct Global {
     /// Threads for ONNX Runtime and for group sampling (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<NonZeroUsize>,
+    /// Copies of the DiT run side by side, each with threads/N ONNX Runtime threads and its
+    /// share of every batch. Default: one per thread for a small DiT graph (under 64 MB) on CPU,
+    /// else 1.
+    #[arg(long, global = true, value_name = "N")]
+    pub replicas: Option<NonZeroUsize>,
+    /// Latents per DiT graph run within each copy. Default: 8 for a small DiT graph on CPU, else
+    /// a copy's whole share of the batch.
+    #[arg(long, global = true, value_name = "N")]
+    pub dit_batch: Option<NonZeroUsize>,
     /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, else the `onnxruntime` Python package).
     #[arg(long, global = true, value_name = "LIB")]
     pub ort_lib: Option<PathBuf>,

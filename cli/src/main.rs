@@ -62,7 +62,7 @@ fn run(cli: &Cli, rep: &Reporter) -> Result<()> {
     }
 }
 
-fn threads(g: &Global) -> usize {
+pub fn threads(g: &Global) -> usize {
     g.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n.get(),
@@ -118,7 +118,7 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
         ds.classes.iter().map(|c| c.items.len()).sum::<usize>(),
         ds.source.display(),
         ds.kind,
-        models.dit_path.display()
+        models.dit_summary()
     ));
     let ckpt = a.out.join(".d3hr").join("invert");
     let job = InvertJob::new(&ds, &mapper, seed, &a.data, &ckpt, a.run.resume, rep);
@@ -329,7 +329,7 @@ fn write_manifest(
         "argv": std::env::args().collect::<Vec<_>>(),
         "seed": seed,
         "models": {
-            "dit": {"file": models.dit_path, "sha256": models.dit_sha256},
+            "dit": {"file": models.dit_path, "sha256": models.dit_sha256, "copies": models.dit_plan.0, "graph_batch": models.dit_plan.1},
             "vae_encoder": {"file": models::display(&models.encoder_path), "sha256": models.encoder_sha256},
             "vae_decoder": {"file": models::display(&models.decoder_path), "sha256": models.decoder_sha256},
         },

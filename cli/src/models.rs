@@ -3,7 +3,8 @@
 use crate::cli::{Ep, Global};
 use crate::fsx::sha256;
 use anyhow::{Context, Result, bail};
-use d3hr_ort::{Device, OrtDit, OrtVae, SessionConfig};
+use d3hr_ort::{Device, OrtDitReplicas, OrtVae, SessionConfig};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 /// Where the embedded default graphs live (the repository's `models/fashion_mnist/onnx/`).
@@ -12,10 +13,12 @@ pub fn default_dir() -> PathBuf {
 }
 
 pub struct Models {
-    pub dit: Option<OrtDit>,
+    pub dit: Option<OrtDitReplicas>,
     pub vae: OrtVae,
     pub dit_path: PathBuf,
     pub dit_sha256: String,
+    /// How the DiT runs: copies side by side, latents per graph run (`None`: whole shares).
+    pub dit_plan: (usize, Option<usize>),
     pub encoder_path: Option<PathBuf>,
     pub encoder_sha256: String,
     pub decoder_path: Option<PathBuf>,
@@ -31,6 +34,32 @@ pub fn session_config(g: &Global) -> SessionConfig {
         threads: g.threads,
         ort_lib: g.ort_lib.clone(),
     }
+}
+
+/// A DiT graph file under this size counts as small: on CPU it runs fastest as one one-thread
+/// copy per core, in graph runs of [`SMALL_GRAPH_RUN`] latents (README, speed section: 1.56× one
+/// two-thread session for the embedded int8 DiT on two cores).
+const SMALL_GRAPH_BYTES: u64 = 64 << 20;
+/// Latents per graph run of a small DiT on CPU.
+const SMALL_GRAPH_RUN: usize = 8;
+
+/// How the DiT at `path` runs: copies side by side, and latents per graph run within a copy
+/// (`None`: the copy's whole share). Flags win; otherwise a small graph on CPU gets one copy per
+/// thread and runs of [`SMALL_GRAPH_RUN`], anything else one copy and whole batches.
+fn dit_plan(g: &Global, path: &Path) -> Result<(NonZeroUsize, Option<NonZeroUsize>)> {
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let small = g.ep == Ep::Cpu && bytes < SMALL_GRAPH_BYTES;
+    let replicas = g.replicas.unwrap_or(if small {
+        NonZeroUsize::new(crate::threads(g)).unwrap_or(NonZeroUsize::MIN)
+    } else {
+        NonZeroUsize::MIN
+    });
+    let run = g
+        .dit_batch
+        .or(small.then(|| NonZeroUsize::new(SMALL_GRAPH_RUN).unwrap()));
+    Ok((replicas, run))
 }
 
 fn pick(flag: &Option<PathBuf>, name: &str, file: &str) -> Result<PathBuf> {
@@ -63,12 +92,15 @@ impl Models {
         let cfg = session_config(g);
         let dit_path = pick(&g.onnx, "onnx", "dit.onnx")?;
         let dit_sha256 = sha256(&dit_path)?;
+        let (copies, run) = dit_plan(g, &dit_path)?;
         let dit = if dit {
-            Some(
-                OrtDit::load(&dit_path, &cfg)
-                    .with_context(|| "loading the DiT")?
-                    .with_guidance(guidance)?,
-            )
+            let d = OrtDitReplicas::load(&dit_path, &cfg, copies)
+                .with_context(|| "loading the DiT")?
+                .with_guidance(guidance)?;
+            Some(match run {
+                Some(n) => d.with_max_batch(n),
+                None => d,
+            })
         } else {
             None
         };
@@ -97,6 +129,7 @@ impl Models {
             vae,
             dit_path,
             dit_sha256,
+            dit_plan: (copies.get(), run.map(NonZeroUsize::get)),
             encoder_path,
             encoder_sha256,
             decoder_path,
@@ -104,8 +137,22 @@ impl Models {
         })
     }
 
-    pub fn dit(&mut self) -> &mut OrtDit {
+    pub fn dit(&mut self) -> &mut OrtDitReplicas {
         self.dit.as_mut().expect("DiT loaded for this command")
+    }
+
+    /// The DiT and how it runs, for notes: `dit.onnx (2 copies, graph runs of ≤ 8 latents)`.
+    pub fn dit_summary(&self) -> String {
+        let (copies, run) = self.dit_plan;
+        let copies = if copies == 1 {
+            "1 copy".to_string()
+        } else {
+            format!("{copies} copies")
+        };
+        let run = run.map_or("whole shares".to_string(), |n| {
+            format!("graph runs of ≤ {n} latents")
+        });
+        format!("{} ({copies}, {run})", self.dit_path.display())
     }
 }
 

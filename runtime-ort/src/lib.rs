@@ -1,7 +1,7 @@
 //! # d3hr-ort
 //!
 //! The ONNX Runtime adapter of d3hr: [`OrtDit`] implements [`d3hr_core::NoisePredictor`] for an
-//! exported DiT, [`OrtVae`] runs the VAE encoder and decoder graphs. Graphs come from
+//! exported DiT ([`OrtDitReplicas`]: several sessions of it side by side), [`OrtVae`] runs the VAE encoder and decoder graphs. Graphs come from
 //! `models/export_dit.py`, `models/export_vae.py` or `models/make_test_models.py`; their interface
 //! (input/output names, element types, ranks, metadata) is checked when they are loaded, and every
 //! error names the file and the mismatch.
@@ -29,6 +29,7 @@ mod dit;
 mod error;
 mod graph;
 mod library;
+mod replicas;
 mod vae;
 
 pub use d3hr_core::NoisePredictor;
@@ -36,4 +37,5 @@ pub use dit::OrtDit;
 pub use error::{Error, Result};
 pub use graph::{Device, SessionConfig};
 pub use library::{Library, TESTED_ORT_VERSION, environment, find_library};
+pub use replicas::OrtDitReplicas;
 pub use vae::OrtVae;

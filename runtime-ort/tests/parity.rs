@@ -6,7 +6,7 @@
 //! these tests fail with the install hint rather than pass silently.
 
 use d3hr_core::NoisePredictor;
-use d3hr_ort::{Device, Error, OrtDit, OrtVae, SessionConfig};
+use d3hr_ort::{Device, Error, OrtDit, OrtDitReplicas, OrtVae, SessionConfig};
 use rand_core::SeedableRng;
 use safetensors::SafeTensors;
 use std::path::PathBuf;
@@ -227,6 +227,73 @@ fn truncated_model_is_an_error_not_a_crash() {
         .expect("must fail");
     assert!(
         matches!(missing, Error::Io { .. }) && missing.to_string().contains("no_such_model.onnx")
+    );
+}
+
+#[test]
+fn replicas_split_the_batch_without_changing_results() {
+    let r = Refs::load();
+    let x = r.f32("dit.x");
+    let d = dit().latent_len();
+    // Five latents (the reference ones, repeated), classes mixed with the null class.
+    let x5: Vec<f32> = x.iter().copied().cycle().take(5 * d).collect();
+    let classes = [1, 10, 3, 9, 0];
+    let two = 2.try_into().unwrap();
+    let mut want = vec![0.0; 5 * d];
+    let mut one = dit().with_guidance(2.0).unwrap().with_max_batch(two);
+    one.predict(&x5, 300, &classes, &mut want).unwrap();
+    let path = data("tiny_dit.onnx");
+    let copies = |n: usize| {
+        OrtDitReplicas::load(&path, &cpu(), n.try_into().unwrap())
+            .unwrap()
+            .with_guidance(2.0)
+            .unwrap()
+    };
+    for n in [1, 2, 3, 7] {
+        // Runs of two latents dealt out whole: the same graph runs as one copy, bit for bit.
+        let mut reps = copies(n).with_max_batch(two);
+        assert_eq!(reps.replicas(), n);
+        assert_eq!((reps.latent_shape(), reps.num_classes()), ([4, 8, 8], 10));
+        let mut got = vec![f32::NAN; 5 * d];
+        reps.predict(&x5, 300, &classes, &mut got).unwrap();
+        assert_eq!(got, want, "{n} copies, runs of 2");
+        // Whole shares: other runs, the same values up to rounding.
+        let mut got = vec![f32::NAN; 5 * d];
+        copies(n).predict(&x5, 300, &classes, &mut got).unwrap();
+        let err = max_abs(&got, &want);
+        assert!(
+            err <= 1e-5,
+            "{n} copies, whole shares: max abs error {err:e}"
+        );
+    }
+}
+
+#[test]
+fn replicas_report_an_error_from_any_part() {
+    let mut reps =
+        OrtDitReplicas::load(&data("tiny_dit.onnx"), &cpu(), 2.try_into().unwrap()).unwrap();
+    let d = reps.latent_len();
+    let mut eps = vec![0.0; 4 * d];
+    // The bad class is in the second copy's half.
+    let err = reps
+        .predict(&vec![0.0; 4 * d], 10, &[1, 2, 3, 12], &mut eps)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ClassOutOfRange { class: 12, .. }),
+        "{err}"
+    );
+    let err = reps
+        .predict(&vec![0.0; 4 * d - 1], 10, &[1, 2, 3, 4], &mut eps)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Batch {
+                what: "latents",
+                ..
+            }
+        ),
+        "{err}"
     );
 }
 
