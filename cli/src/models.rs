@@ -37,8 +37,8 @@ pub fn session_config(g: &Global) -> SessionConfig {
 }
 
 /// A DiT graph file under this size counts as small: on CPU it runs fastest as one one-thread
-/// copy per core, in graph runs of [`SMALL_GRAPH_RUN`] latents (README, speed section: 1.56× one
-/// two-thread session for the embedded int8 DiT on two cores).
+/// copy per core, in graph runs of [`SMALL_GRAPH_RUN`] latents (README, speed section: 1.5× one
+/// two-thread session for the embedded int8 DiT on two cores, 1.1× for the fp32 one).
 const SMALL_GRAPH_BYTES: u64 = 64 << 20;
 /// Latents per graph run of a small DiT on CPU.
 const SMALL_GRAPH_RUN: usize = 8;

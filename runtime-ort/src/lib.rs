@@ -1,7 +1,8 @@
 //! # d3hr-ort
 //!
 //! The ONNX Runtime adapter of d3hr: [`OrtDit`] implements [`d3hr_core::NoisePredictor`] for an
-//! exported DiT ([`OrtDitReplicas`]: several sessions of it side by side), [`OrtVae`] runs the VAE encoder and decoder graphs. Graphs come from
+//! exported DiT ([`OrtDitReplicas`]: several sessions of it side by side), [`OrtVae`] runs the
+//! VAE encoder and decoder graphs. Graphs come from
 //! `models/export_dit.py`, `models/export_vae.py` or `models/make_test_models.py`; their interface
 //! (input/output names, element types, ranks, metadata) is checked when they are loaded, and every
 //! error names the file and the mismatch.

@@ -13,9 +13,9 @@ use std::path::Path;
 /// Why: a small DiT (the embedded Fashion-MNIST one: 16 tokens, 4 M parameters) is hundreds of
 /// small kernels per call, and ONNX Runtime's intra-op threads meet at a barrier after each. On
 /// two cores, two one-thread sessions on halves of the batch outrun one two-thread session on
-/// all of it (figures in the README's speed section). A large graph keeps
-/// its cores busy inside each kernel and gains little, at `n` times the weights' memory: use one
-/// copy there.
+/// all of it (1.1× fp32, 1.5× int8 in graph runs of 8; README, speed section). A large graph
+/// keeps its cores busy inside each kernel and gains little, at `n` times the weights' memory:
+/// use one copy there.
 ///
 /// Each copy gets `threads / n` intra-op threads (at least one). With one copy this is exactly
 /// an [`OrtDit`]. With [`with_max_batch`](Self::with_max_batch) the batch is first cut into graph
