@@ -323,13 +323,14 @@ fn write_manifest(
     per_class: &[serde_json::Value],
     timings: serde_json::Value,
 ) -> Result<()> {
+    let (copies, graph_batch) = models.dit_layout();
     let manifest = json!({
         "tool": format!("d3hr-cli {}", env!("CARGO_PKG_VERSION")),
         "command": command,
         "argv": std::env::args().collect::<Vec<_>>(),
         "seed": seed,
         "models": {
-            "dit": {"file": models.dit_path, "sha256": models.dit_sha256, "copies": models.dit_plan.0, "graph_batch": models.dit_plan.1},
+            "dit": {"file": models.dit_path, "sha256": models.dit_sha256, "copies": copies, "graph_batch": graph_batch},
             "vae_encoder": {"file": models::display(&models.encoder_path), "sha256": models.encoder_sha256},
             "vae_decoder": {"file": models::display(&models.decoder_path), "sha256": models.decoder_sha256},
         },

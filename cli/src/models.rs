@@ -17,8 +17,6 @@ pub struct Models {
     pub vae: OrtVae,
     pub dit_path: PathBuf,
     pub dit_sha256: String,
-    /// How the DiT runs: copies side by side, latents per graph run (`None`: whole shares).
-    pub dit_plan: (usize, Option<usize>),
     pub encoder_path: Option<PathBuf>,
     pub encoder_sha256: String,
     pub decoder_path: Option<PathBuf>,
@@ -92,8 +90,8 @@ impl Models {
         let cfg = session_config(g);
         let dit_path = pick(&g.onnx, "onnx", "dit.onnx")?;
         let dit_sha256 = sha256(&dit_path)?;
-        let (copies, run) = dit_plan(g, &dit_path)?;
         let dit = if dit {
+            let (copies, run) = dit_plan(g, &dit_path)?;
             let d = OrtDitReplicas::load(&dit_path, &cfg, copies)
                 .with_context(|| "loading the DiT")?
                 .with_guidance(guidance)?;
@@ -129,7 +127,6 @@ impl Models {
             vae,
             dit_path,
             dit_sha256,
-            dit_plan: (copies.get(), run.map(NonZeroUsize::get)),
             encoder_path,
             encoder_sha256,
             decoder_path,
@@ -141,9 +138,16 @@ impl Models {
         self.dit.as_mut().expect("DiT loaded for this command")
     }
 
+    /// How the DiT runs: copies side by side, latents per graph run (`None`: whole shares).
+    pub fn dit_layout(&self) -> (usize, Option<usize>) {
+        self.dit.as_ref().map_or((0, None), |d| {
+            (d.replicas(), d.max_batch().map(NonZeroUsize::get))
+        })
+    }
+
     /// The DiT and how it runs, for notes: `dit.onnx (2 copies, graph runs of ≤ 8 latents)`.
     pub fn dit_summary(&self) -> String {
-        let (copies, run) = self.dit_plan;
+        let (copies, run) = self.dit_layout();
         let copies = if copies == 1 {
             "1 copy".to_string()
         } else {

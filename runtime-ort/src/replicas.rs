@@ -74,8 +74,13 @@ impl OrtDitReplicas {
         self.dits.len()
     }
 
+    /// Latents per graph run (`None`: each copy runs its whole share).
+    pub fn max_batch(&self) -> Option<NonZeroUsize> {
+        self.max_batch
+    }
+
     /// The first copy; every copy is the same graph.
-    pub fn first(&self) -> &OrtDit {
+    fn first(&self) -> &OrtDit {
         &self.dits[0]
     }
 
