@@ -40,11 +40,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--state", default=os.path.join(WORK_DIR, "dit_train_state.pt"),
                    help="full training state for --resume (git-ignored)")
     p.add_argument("--resume", type=int, default=0, help="1 = continue from --state if it exists")
+    p.add_argument("--init", default="",
+                   help="start from the EMA weights of this checkpoint (an --out file: model and EMA both, "
+                        "a fresh optimiser with warm-up; the step count continues from the checkpoint's)")
     p.add_argument("--minutes", type=float, default=70.0, help="wall-clock budget for this invocation")
     p.add_argument("--max-steps", type=int, default=1_000_000, help="maximum total optimizer steps")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
     p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (constant after warm-up)")
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
+    p.add_argument("--cosine-steps", type=int, default=0,
+                   help="> 0: after warm-up the lr follows a cosine from --lr to 0 over this many steps of "
+                        "this invocation (0 = constant lr)")
+    p.add_argument("--bf16", type=int, default=0,
+                   help="1 = bf16 autocast for the forward pass (fp32 master weights; fast on AVX512-BF16/AMX CPUs)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay")
     p.add_argument("--hidden", type=int, default=192, help="transformer width")
     p.add_argument("--depth", type=int, default=6, help="number of DiT blocks")
@@ -97,10 +105,20 @@ def main() -> None:
         gen.set_state(st["gen"])
         torch.set_rng_state(st["torch_rng"])
         log(f"resumed from {args.state} at step {step}")
+    elif args.init:
+        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        if ck["config"] != cfg.to_dict():
+            raise SystemExit(f"--init {args.init}: config {ck['config']} differs from {cfg.to_dict()}")
+        model.load_state_dict(ck["ema"])
+        ema.load_state_dict(ck["ema"])
+        step = int(ck.get("step", 0))
+        minutes_before = float(ck.get("train_minutes", 0.0))
+        log(f"initialised from the EMA weights of {args.init} (step {step}); fresh optimiser")
+    first_step = step
     ac = torch.from_numpy(alphas_cumprod()).float()
     timer = Timer()
     budget = args.minutes * 60.0
-    run_loss = 0.0
+    run_loss, run_n = 0.0, 0
 
     def state() -> dict:
         return {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
@@ -110,7 +128,11 @@ def main() -> None:
     ema_params = [p_ for p_ in ema.parameters()]
     model_params = [p_ for p_ in model.parameters()]
     while step < args.max_steps and (budget <= 0 or timer.elapsed() < budget):
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        local = step - first_step  # steps taken by this invocation
+        lr = args.lr * min(1.0, (local + 1) / args.warmup) if args.init else args.lr * min(1.0, (step + 1) / args.warmup)
+        if args.cosine_steps > 0 and local >= args.warmup:
+            frac = min(1.0, (local - args.warmup) / max(1, args.cosine_steps - args.warmup))
+            lr = args.lr * 0.5 * (1.0 + np.cos(np.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.randint(0, len(z), (args.batch_size,), generator=gen)
@@ -118,8 +140,9 @@ def main() -> None:
         t = torch.randint(0, len(ac), (args.batch_size,), generator=gen)
         noise = torch.randn(z0.shape, generator=gen)
         zt = q_sample(z0, t, noise, ac)
-        eps = model(zt, t, yb)[:, : cfg.in_channels]
-        loss = (eps - noise).pow(2).mean()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
+            eps = model(zt, t, yb)[:, : cfg.in_channels]
+        loss = (eps.float() - noise).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -129,10 +152,11 @@ def main() -> None:
             torch._foreach_mul_(ema_params, decay)
             torch._foreach_add_(ema_params, model_params, alpha=1 - decay)
         run_loss += loss.item()
+        run_n += 1
         if step % args.log_every == 0:
-            log(f"step {step} lr {lr:.2e} loss {run_loss / args.log_every:.4f} "
+            log(f"step {step} lr {lr:.2e} loss {run_loss / run_n:.4f} "
                 f"elapsed {timer.elapsed() / 60:.1f} min")
-            run_loss = 0.0
+            run_loss, run_n = 0.0, 0
         if step % args.save_every == 0:
             save_atomic(state(), args.state)
     save_atomic(state(), args.state)
