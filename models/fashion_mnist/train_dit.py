@@ -4,7 +4,7 @@ Objective: epsilon-prediction MSE (DDPM, DiT's linear beta schedule 1e-4..0.02 o
 t ~ U{0..999}); 10 % of the labels are replaced by the null class id 10 (classifier-free guidance).
 With --learn-sigma 1 the model has 2C output channels but only the first C (epsilon) are trained
 (no variational-bound term; the variance channels stay untrained).
-Optimiser: AdamW (constant lr after a linear warm-up, weight decay 0), batch --batch-size; an EMA of
+Optimiser: AdamW (a linear warm-up, then a constant lr or, with --cosine-steps, a cosine to 0; weight decay 0), batch --batch-size; an EMA of
 the weights (decay --ema, with the usual (1+n)/(10+n) warm-up) is kept and is what gets exported.
 
 The run stops after --max-steps or when --minutes of wall-clock time have passed, whichever is first.
@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=70.0, help="wall-clock budget for this invocation")
     p.add_argument("--max-steps", type=int, default=1_000_000, help="maximum total optimizer steps")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
-    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (constant after warm-up)")
+    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (after warm-up: constant, or a cosine with --cosine-steps)")
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
     p.add_argument("--cosine-steps", type=int, default=0,
                    help="> 0: after warm-up the lr follows a cosine from --lr to 0 over this many steps of "
@@ -115,6 +115,7 @@ def main() -> None:
         minutes_before = float(ck.get("train_minutes", 0.0))
         log(f"initialised from the EMA weights of {args.init} (step {step}); fresh optimiser")
     first_step = step
+    warm_from = first_step if args.init else 0  # a fresh optimiser warms up again; a resumed one does not
     ac = torch.from_numpy(alphas_cumprod()).float()
     timer = Timer()
     budget = args.minutes * 60.0
@@ -129,7 +130,7 @@ def main() -> None:
     model_params = [p_ for p_ in model.parameters()]
     while step < args.max_steps and (budget <= 0 or timer.elapsed() < budget):
         local = step - first_step  # steps taken by this invocation
-        lr = args.lr * min(1.0, (local + 1) / args.warmup) if args.init else args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = args.lr * min(1.0, (step - warm_from + 1) / args.warmup)
         if args.cosine_steps > 0 and local >= args.warmup:
             frac = min(1.0, (local - args.warmup) / max(1, args.cosine_steps - args.warmup))
             lr = args.lr * 0.5 * (1.0 + np.cos(np.pi * frac))
