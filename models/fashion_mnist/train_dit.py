@@ -106,7 +106,7 @@ def main() -> None:
         torch.set_rng_state(st["torch_rng"])
         log(f"resumed from {args.state} at step {step}")
     elif args.init:
-        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        ck = torch.load(args.init, map_location="cpu", weights_only=True)
         if ck["config"] != cfg.to_dict():
             raise SystemExit(f"--init {args.init}: config {ck['config']} differs from {cfg.to_dict()}")
         model.load_state_dict(ck["ema"])
@@ -114,8 +114,8 @@ def main() -> None:
         step = int(ck.get("step", 0))
         minutes_before = float(ck.get("train_minutes", 0.0))
         log(f"initialised from the EMA weights of {args.init} (step {step}); fresh optimiser")
-    first_step = step
-    warm_from = first_step if args.init else 0  # a fresh optimiser warms up again; a resumed one does not
+    warm_from = step if args.init else 0  # a fresh optimiser warms up again; a resumed one does not
+    cosine_from = step + args.warmup  # the cosine starts after this invocation's warm-up
     ac = torch.from_numpy(alphas_cumprod()).float()
     timer = Timer()
     budget = args.minutes * 60.0
@@ -129,10 +129,9 @@ def main() -> None:
     ema_params = [p_ for p_ in ema.parameters()]
     model_params = [p_ for p_ in model.parameters()]
     while step < args.max_steps and (budget <= 0 or timer.elapsed() < budget):
-        local = step - first_step  # steps taken by this invocation
         lr = args.lr * min(1.0, (step - warm_from + 1) / args.warmup)
-        if args.cosine_steps > 0 and local >= args.warmup:
-            frac = min(1.0, (local - args.warmup) / max(1, args.cosine_steps - args.warmup))
+        if args.cosine_steps > 0 and step >= cosine_from:
+            frac = min(1.0, (step - cosine_from) / max(1, args.cosine_steps - args.warmup))
             lr = args.lr * 0.5 * (1.0 + np.cos(np.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
