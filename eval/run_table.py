@@ -72,7 +72,7 @@ def plan() -> list[tuple[str, str, int]]:
         jobs += [(f"{row}_ipc10", proto, seed) for proto in ("hard", "soft") for row in ROWS]
     for seed in (0, 1, 2):
         jobs += [(s, proto, seed) for s in GUIDANCE for proto in ("hard", "soft")]
-    # seeds 1 and 2 of the IPC 50 rows (~14 min per hard, ~17 min per soft student on one thread)
+    # seeds 1 and 2 of the IPC 50 rows (13-15 min per student on one thread of the thirteenth session's VM)
     for seed in (1, 2):
         jobs += [(f"{row}_ipc50", proto, seed) for proto in ("hard", "soft") for row in ROWS]
     return jobs

@@ -49,8 +49,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (after warm-up: constant, or a cosine with --cosine-steps)")
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
     p.add_argument("--cosine-steps", type=int, default=0,
-                   help="> 0: after warm-up the lr follows a cosine from --lr to 0 over this many steps of "
-                        "this invocation (0 = constant lr)")
+                   help="> 0: after warm-up the lr follows a cosine from --lr to 0; warm-up and cosine together span "
+                        "this many steps of this invocation (0 = constant lr)")
     p.add_argument("--bf16", type=int, default=0,
                    help="1 = bf16 autocast for the forward pass (fp32 master weights; fast on AVX512-BF16/AMX CPUs)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay")
@@ -93,6 +93,7 @@ def main() -> None:
         f"(+{model.pos_embed.numel():,} fixed pos_embed); config {cfg.to_dict()}")
     opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
     step = 0
+    warm_from = 0  # the step the lr warm-up counts from: a resumed optimiser does not warm up again
     minutes_before = 0.0
     gen = torch.Generator().manual_seed(args.seed)
     if args.resume and os.path.exists(args.state):
@@ -112,9 +113,9 @@ def main() -> None:
         model.load_state_dict(ck["ema"])
         ema.load_state_dict(ck["ema"])
         step = int(ck.get("step", 0))
+        warm_from = step  # a fresh optimiser warms up again
         minutes_before = float(ck.get("train_minutes", 0.0))
         log(f"initialised from the EMA weights of {args.init} (step {step}); fresh optimiser")
-    warm_from = step if args.init else 0  # a fresh optimiser warms up again; a resumed one does not
     cosine_from = step + args.warmup  # the cosine starts after this invocation's warm-up
     ac = torch.from_numpy(alphas_cumprod()).float()
     timer = Timer()
