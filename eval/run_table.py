@@ -75,6 +75,16 @@ def plan() -> list[tuple[str, str, int]]:
     # seeds 1 and 2 of the IPC 50 rows (13-15 min per student on one thread of the thirteenth session's VM)
     for seed in (1, 2):
         jobs += [(f"{row}_ipc50", proto, seed) for proto in ("hard", "soft") for row in ROWS]
+    # seeds 1 and 2 of the m ablation: at least three seeds in every cell (IPC 10 students, 2.5-3 min
+    # each on one thread of the fourteenth session's VM)
+    for seed in (1, 2):
+        jobs += [(s, proto, seed) for proto in ("hard", "soft") for s in ABLATION]
+    # seeds 3 and 4 of the IPC 50 rows: five seeds in every cell of the final table
+    for seed in (3, 4):
+        jobs += [(f"{row}_ipc50", proto, seed) for proto in ("hard", "soft") for row in ROWS]
+    # seeds 3 and 4 of the m ablation: five, as in the table rows
+    for seed in (3, 4):
+        jobs += [(s, proto, seed) for proto in ("hard", "soft") for s in ABLATION]
     return jobs
 
 
