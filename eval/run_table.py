@@ -83,8 +83,13 @@ def plan() -> list[tuple[str, str, int]]:
     # student on one thread of the fourteenth session's VM)
     for seed in (3, 4):
         jobs += [(f"{row}_ipc50", proto, seed) for proto in ("hard", "soft") for row in ROWS]
-    # the IPC 10 column of the hard + DSA table for the three rows not yet in it (18-25 min per student)
+    # the IPC 10 column of the hard + DSA table: seed 0 of the three rows not yet in it, then seeds 1-2
+    # of all five, then seed 1 of the two guided sets (10.5-19 min per student on one thread of the
+    # fifteenth session's AMD VM)
     jobs += [(f"{row}_ipc10", "dsa", 0) for row in ROWS if row not in ("random_real", "d3hr_joint")]
+    for seed in (1, 2):
+        jobs += [(f"{row}_ipc10", "dsa", seed) for row in ROWS]
+    jobs += [(s, "dsa", 1) for s in ("d3hr_perdim_w4_300_ipc10", "d3hr_joint_w6_300_ipc10")]
     return jobs
 
 
