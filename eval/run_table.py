@@ -43,6 +43,9 @@ ROWS = [name for name, _ in make_table.ROWS]
 ABLATION = [name for name, _ in make_table.ABLATION if name.startswith("d3hr_joint_m")]
 #: the guidance experiments (statistics of 300 images per class, eval/make_sets.sh)
 GUIDANCE = [name for name, *_ in make_table.GUIDANCE]
+#: the rows, and the best guided sets, that DSA was run on first (the issue's 84.6 % hard-label goal is stated for DSA)
+DSA_FIRST_ROWS = ("random_real", "d3hr_joint")
+DSA_GUIDED = ("d3hr_perdim_w4_300_ipc10", "d3hr_joint_w6_300_ipc10")
 
 
 def plan() -> list[tuple[str, str, int]]:
@@ -60,9 +63,8 @@ def plan() -> list[tuple[str, str, int]]:
     for seed in (1, 2):
         jobs += [(f"{row}_ipc10", "soft", seed) for row in ROWS]
     jobs += [(f"{row}_ipc50", "hard", 0) for row in ("base_rs", "d3hr_perdim", "base_ddpm")]
-    jobs += [(f"{row}_ipc10", "dsa", 0) for row in ("random_real", "d3hr_joint")]
-    # DSA on the best guided sets: the 84.6 % hard-label goal is stated for DSA
-    jobs += [(s, "dsa", 0) for s in ("d3hr_perdim_w4_300_ipc10", "d3hr_joint_w6_300_ipc10")]
+    jobs += [(f"{row}_ipc10", "dsa", 0) for row in DSA_FIRST_ROWS]
+    jobs += [(s, "dsa", 0) for s in DSA_GUIDED]
     jobs += [(f"{row}_ipc50", "soft", 0) for row in ROWS]
     for seed in (3, 4):
         for row in ROWS:
@@ -86,10 +88,10 @@ def plan() -> list[tuple[str, str, int]]:
     # the IPC 10 column of the hard + DSA table: seed 0 of the three rows not yet in it, then seeds 1-2
     # of all five, then seed 1 of the two guided sets (10.5-19 min per student on one thread of the
     # fifteenth session's AMD VM)
-    jobs += [(f"{row}_ipc10", "dsa", 0) for row in ROWS if row not in ("random_real", "d3hr_joint")]
+    jobs += [(f"{row}_ipc10", "dsa", 0) for row in ROWS if row not in DSA_FIRST_ROWS]
     for seed in (1, 2):
         jobs += [(f"{row}_ipc10", "dsa", seed) for row in ROWS]
-    jobs += [(s, "dsa", 1) for s in ("d3hr_perdim_w4_300_ipc10", "d3hr_joint_w6_300_ipc10")]
+    jobs += [(s, "dsa", 1) for s in DSA_GUIDED]
     return jobs
 
 
