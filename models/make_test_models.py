@@ -152,7 +152,7 @@ def main() -> None:
     grid = list(range(0, 621, 20))
     z0 = torch.from_numpy(rng.standard_normal((4, 4, 8, 8)).astype(np.float32))
     yy = torch.tensor([0, 1, 2, 10], dtype=torch.int64)
-    z_t = ddim_invert(dit, z0, yy, grid, ac)
+    z_t = ddim_invert(dit, z0, yy, grid, ac, eps_at="target")
     z_back = ddim_sample(dit, z_t, yy, grid, ac)
     refs.update({"alphas_cumprod": ac, "ddim.z0": z0.numpy(), "ddim.y": yy.numpy(),
                  "ddim.grid": np.asarray(grid, dtype=np.int64), "ddim.zT": z_t.float().numpy(),

@@ -797,3 +797,277 @@ fn inspect_describes_stats_and_outputs() {
     let err = fails(&["inspect", &s(&images)]);
     assert!(err.contains("not a d3hr statistics file"), "{err}");
 }
+
+/// The `d3hr` metadata of a statistics file, as JSON.
+fn stats_meta(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, st) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let info = st.metadata().as_ref().expect("metadata");
+    serde_json::from_str(&info["d3hr"]).unwrap()
+}
+
+/// Largest |a − b| over a tensor, relative to the tensor's largest |b|.
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// The paper profile evaluates ε at the source step of each inversion step (Eq. 3), the
+/// reference profile at the target step (the released code); `--inversion-eps` overrides either,
+/// the statistics file records it, and the two choices give different statistics.
+#[test]
+fn inversion_eps_follows_the_profile_and_is_recorded() {
+    let dir = scratch("inversion-eps");
+    let images = idx_files(&dir, 12, 2);
+    let data = s(&images);
+    let inv = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let o = s(&out);
+        let mut args = vec!["invert", "--data", data.as_str(), "--seed", "1"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", o.as_str()]);
+        ok(&args);
+        out
+    };
+    let paper = inv("paper.st", &[]);
+    let paper_src = inv("paper_src.st", &["--inversion-eps", "source"]);
+    let paper_tgt = inv("paper_tgt.st", &["--inversion-eps", "target"]);
+    let reference = inv("ref.st", &["--profile", "reference", "--posterior", "mean"]);
+    assert_eq!(stats_meta(&paper)["inversion_eps"], "source");
+    assert_eq!(stats_meta(&paper_tgt)["inversion_eps"], "target");
+    assert_eq!(stats_meta(&reference)["inversion_eps"], "target");
+    let (a, b, c) = (tensors(&paper), tensors(&paper_src), tensors(&paper_tgt));
+    assert_eq!(a["moments.mean"], b["moments.mean"]);
+    let diff = rel_err(&a["moments.mean"], &c["moments.mean"]);
+    assert!(
+        diff > 1e-3,
+        "source and target ε give the same means ({diff:e})"
+    );
+    // Statistics made with different ε steps do not merge.
+    let err = fails(&[
+        "merge",
+        "--out",
+        &s(&dir.join("m.st")),
+        &s(&paper),
+        &s(&paper_tgt),
+    ]);
+    assert!(err.contains("inversion"), "{err}");
+}
+
+/// With posterior samples (the reference profile), each image's noise is keyed by its position
+/// in its class: three image shards with another `--batch`, merged, equal the unsharded run to
+/// the merge's rounding.
+#[test]
+fn reference_posterior_shards_merge_to_the_whole() {
+    let dir = scratch("ref-shards");
+    let images = idx_files(&dir, 30, 2);
+    let whole = dir.join("whole.st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--profile",
+        "reference",
+        "--seed",
+        "3",
+        "--out",
+        &s(&whole),
+    ]);
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let p = dir.join(format!("p{i}.st"));
+        ok(&[
+            "invert",
+            "--data",
+            &s(&images),
+            "--profile",
+            "reference",
+            "--seed",
+            "3",
+            "--shard",
+            &format!("{i}/3"),
+            "--batch",
+            "4",
+            "--out",
+            &s(&p),
+        ]);
+        parts.push(s(&p));
+    }
+    let merged = dir.join("merged.st");
+    let mut args = vec!["merge".to_string(), "--out".into(), s(&merged)];
+    args.extend(parts);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(stats_meta(&whole)["posterior"], "sample");
+    let (m, w) = (tensors(&merged), tensors(&whole));
+    for name in ["count", "moments.mean", "moments.m2", "moments.m3"] {
+        let err = rel_err(&m[name], &w[name]);
+        assert!(
+            err <= 1e-9,
+            "{name}: merged shards differ from the whole by {err:e}"
+        );
+    }
+    for name in ["mean", "std", "std_unbiased"] {
+        let err = rel_err(&m[name], &w[name]);
+        assert!(
+            err <= 1e-6,
+            "{name}: merged shards differ from the whole by {err:e}"
+        );
+    }
+}
+
+/// `--skew-target`: the paper's γ = 0 by default, the data's γ on request (recorded); the
+/// reference loss has no skewness target to set.
+#[test]
+fn skew_target_defaults_to_zero_and_is_recorded() {
+    let dir = scratch("skew-target");
+    let images = idx_files(&dir, 12, 2);
+    let st = dir.join("st.st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
+    ]);
+    let manifest = |out: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
+    };
+    let (zero, data) = (dir.join("zero"), dir.join("data"));
+    ok(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "3",
+        "--m",
+        "300",
+        "--seed",
+        "2",
+        "--out",
+        &s(&zero),
+    ]);
+    ok(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "3",
+        "--m",
+        "300",
+        "--seed",
+        "2",
+        "--skew-target",
+        "data",
+        "--out",
+        &s(&data),
+    ]);
+    let (mz, md) = (manifest(&zero), manifest(&data));
+    assert_eq!(mz["selection"]["skew_target"], "zero");
+    assert_eq!(md["selection"]["skew_target"], "data");
+    assert_ne!(
+        mz["classes"], md["classes"],
+        "the skew target changed nothing"
+    );
+    let reference = dir.join("ref.st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--profile",
+        "reference",
+        "--posterior",
+        "mean",
+        "--out",
+        &s(&reference),
+    ]);
+    let err = fails(&[
+        "sample",
+        "--stats",
+        &s(&reference),
+        "--ipc",
+        "3",
+        "--m",
+        "10",
+        "--skew-target",
+        "data",
+        "--out",
+        &s(&dir.join("x")),
+    ]);
+    assert!(err.contains("--skew-target"), "{err}");
+    // A long search says how long it will take before it starts.
+    let o = ok(&[
+        "--json",
+        "sample",
+        "--stats",
+        &s(&reference),
+        "--ipc",
+        "2",
+        "--m",
+        "100000",
+        "--classes",
+        "0",
+        "--out",
+        &s(&dir.join("long")),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("projected"), "{stdout}");
+}
+
+/// `--save-candidates` writes every candidate; the chosen one's latents are in latents.safetensors.
+#[test]
+fn saved_candidates_contain_the_choice() {
+    let dir = scratch("save-candidates");
+    let images = idx_files(&dir, 12, 2);
+    let st = dir.join("st.st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
+    ]);
+    let out = dir.join("o");
+    ok(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "3",
+        "--m",
+        "50",
+        "--seed",
+        "2",
+        "--save-candidates",
+        "--save-latents",
+        "--out",
+        &s(&out),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let stats = tensors(&st);
+    let d = stats["mean"].len() / 2;
+    for (i, class) in manifest["classes"].as_array().unwrap().iter().enumerate() {
+        let k = class["candidate"].as_u64().unwrap() as usize;
+        let folder = out.join(class["name"].as_str().unwrap());
+        let g = &tensors(&folder.join("candidates.safetensors"))["g"];
+        assert_eq!(g.len(), 50 * 3 * d);
+        let z_t = &tensors(&folder.join("latents.safetensors"))["z_T"];
+        let (mu, sigma) = (&stats["mean"][i * d..][..d], &stats["std"][i * d..][..d]);
+        for (j, z) in z_t.iter().enumerate() {
+            let want = mu[j % d] + sigma[j % d] * g[k * 3 * d + j];
+            assert!(
+                (z - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "{z} vs {want}"
+            );
+        }
+    }
+}

@@ -117,9 +117,10 @@ pub struct DataArgs {
 /// The algorithm's knobs; a profile sets them all, each flag overrides one.
 #[derive(Debug, Args, Clone)]
 pub struct ProfileArgs {
-    /// `paper`: the paper's equations (T = 31 on DiT's 50-step grid, skewness target from the
-    /// data, λ = 1, 1, 0.5). `reference`: the authors' released code (30 inversion steps,
-    /// sampling from one step higher, guidance 4, posterior samples, L2-norm loss, λ = 1, 1, 0.1).
+    /// `paper`: the paper's equations (T = 31 on DiT's 50-step grid, ε at the source step of each
+    /// inversion step as Eq. 3 prints it, skewness target 0, λ = 1, 1, 0.5). `reference`: the
+    /// authors' released code (30 inversion steps with ε at the target step, sampling from one
+    /// step higher, guidance 4, posterior samples, L2-norm loss, λ = 1, 1, 0.1, 1e8 candidates).
     #[arg(long, value_enum, default_value_t = Profile::Paper)]
     pub profile: Profile,
     /// Inversion steps T on the 50-step grid (paper 31, reference 30).
@@ -128,6 +129,10 @@ pub struct ProfileArgs {
     /// Classifier-free guidance scale for inversion and sampling (paper profile 1, reference 4).
     #[arg(long)]
     pub guidance: Option<f32>,
+    /// Where each inversion step t_prev → t evaluates ε: `source` (t_prev, the paper's Eq. 3;
+    /// paper profile) or `target` (t, the authors' released code; reference profile).
+    #[arg(long, value_enum)]
+    pub inversion_eps: Option<InversionEps>,
     /// Domain mapping: `ddim` inversion (D3HR) or `ddpm` forward noising (the Base-DDPM ablation).
     #[arg(long, value_enum)]
     pub mapping: Option<Mapping>,
@@ -141,6 +146,27 @@ pub struct ProfileArgs {
 pub enum Profile {
     Paper,
     Reference,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InversionEps {
+    Source,
+    Target,
+}
+
+impl InversionEps {
+    /// What a statistics file without the field was made with: ε at the target step.
+    pub fn before_the_field() -> InversionEps {
+        InversionEps::Target
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkewTarget {
+    Zero,
+    Data,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -167,9 +193,17 @@ pub struct SamplingArgs {
     /// dimension; `random`: one subset (m = 1, the Base-RS ablation).
     #[arg(long, value_enum, default_value_t = Mode::Joint)]
     pub mode: Mode,
-    /// Candidate subsets m (default 100000 joint, 1000 per-dim).
+    /// Candidate subsets m (default: joint 100000 with the paper profile, 100000000 with the
+    /// reference profile; per-dim 1000). The authors' `--m M` draws 1000·M candidates (M/10
+    /// batches of 10,000), so their default M = 100000 is our `--m 100000000`. The projected
+    /// search time is printed before the search starts.
     #[arg(long)]
     pub m: Option<u64>,
+    /// Skewness target γ of the paper's Eq. 8: `zero` (the paper: "as Gaussian distribution is
+    /// perfectly symmetric, γ = 0") or `data` (each dimension's measured skewness). The
+    /// reference loss always uses 0.
+    #[arg(long, value_enum, default_value_t = SkewTarget::Zero)]
+    pub skew_target: SkewTarget,
     /// Loss weights λμ,λσ,λγ (default from the profile).
     #[arg(long, value_name = "MU,SIGMA,GAMMA")]
     pub lambda: Option<String>,
@@ -179,6 +213,11 @@ pub struct SamplingArgs {
     /// Also write the selected latents (z_T and z_0) as `<class>/latents.safetensors`.
     #[arg(long)]
     pub save_latents: bool,
+    /// Also write every candidate's standard normals g (`m × IPC × dims`, f32; a candidate's
+    /// latents are μ + σ ⊙ g) as `<class>/candidates.safetensors`, to check a selection
+    /// independently. Joint and random modes; at most 2^26 values per class.
+    #[arg(long)]
+    pub save_candidates: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

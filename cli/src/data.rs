@@ -19,6 +19,9 @@ pub struct Class {
     pub name: String,
     /// The images of this class (after `--shard` and `--limit-per-class`).
     pub items: Vec<Item>,
+    /// For each of `items`, its position among the class's images before `--shard`: the key of
+    /// its random streams, so that batching and sharding never change an image's noise.
+    pub positions: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +233,7 @@ fn open_folder(root: &Path, class_map: Option<&Path>) -> Result<Vec<Class>> {
         classes.push(Class {
             id,
             name,
+            positions: (0..files.len() as u64).collect(),
             items: files.into_iter().map(Item::File).collect(),
         });
     }
@@ -270,6 +274,7 @@ impl Dataset {
                 .map(|(id, items)| Class {
                     id,
                     name: id.to_string(),
+                    positions: (0..items.len() as u64).collect(),
                     items,
                 })
                 .collect();
@@ -289,9 +294,11 @@ impl Dataset {
             // Limit first, so that the shards of a limited run partition the same images.
             if let Some(limit) = args.limit_per_class {
                 c.items.truncate(limit.get());
+                c.positions.truncate(limit.get());
             }
             if let Some((i, n)) = shard {
                 c.items = c.items.iter().skip(i).step_by(n).cloned().collect();
+                c.positions = c.positions.iter().skip(i).step_by(n).copied().collect();
             }
         }
         Ok(Dataset {

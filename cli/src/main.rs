@@ -257,6 +257,17 @@ fn sample(g: &Global, a: &cli::SampleArgs, rep: &Reporter) -> Result<()> {
     Ok(())
 }
 
+/// `42 s`, `9.5 min`, `3.2 h`.
+fn human_seconds(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn sample_all(
     g: &Global,
@@ -270,6 +281,17 @@ fn sample_all(
     batch: usize,
     rep: &Reporter,
 ) -> Result<Vec<serde_json::Value>> {
+    if let Some(secs) = pipeline::projected_search_seconds(stats, sel, threads(g))? {
+        let k = stats.classes.len() as f64;
+        rep.note(&format!(
+            "group sampling: {} candidates per class, projected {} per class and {} for {} classes on {} threads (--m sets fewer)",
+            sel.m,
+            human_seconds(secs),
+            human_seconds(secs * k),
+            stats.classes.len(),
+            threads(g)
+        ));
+    }
     let mut bar = rep.stage("sample", "class", stats.classes.len() as u64);
     let mut per_class = Vec::new();
     let mut warned = false;
@@ -340,7 +362,7 @@ fn write_manifest(
             "lambda": [sel.lambdas.mu, sel.lambdas.sigma, sel.lambdas.gamma],
             "skew_target": if sel.skew_from_data { "data" } else { "zero" },
             "std": if sel.unbiased_std { "unbiased" } else { "population" },
-            "resize": s.resize, "save_latents": s.save_latents,
+            "resize": s.resize, "save_latents": s.save_latents, "save_candidates": s.save_candidates,
         },
         "classes": per_class,
         "timings": timings,

@@ -9,8 +9,8 @@ use crate::progress::Reporter;
 use crate::settings::{Mapper, Selection, sampling_plan};
 use crate::stats::{ClassStats, Meta, StatsFile};
 use anyhow::{Context, Result, bail};
-use d3hr_core::ddim;
 use d3hr_core::select::{self, Config, Targets};
+use d3hr_core::{ddim, ziggurat};
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64;
 use serde_json::json;
@@ -67,6 +67,10 @@ impl<'a> InvertJob<'a> {
     }
 }
 
+/// One batch from the image-loading thread: pixels, the class positions of the images that
+/// loaded, and how they were fitted.
+type Loaded = (Vec<f32>, Vec<u64>, Option<Fit>);
+
 /// Statistics of one class from its images. Images are decoded on a worker thread so the model
 /// never waits for them.
 fn invert_class(
@@ -110,18 +114,18 @@ fn invert_class(
     let mut fit = None;
     let idx = ds.idx.clone();
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = mpsc::sync_channel::<Result<(Vec<f32>, usize, Option<Fit>)>>(2);
-        let items = &class.items;
+        let (tx, rx) = mpsc::sync_channel::<Result<Loaded>>(2);
+        let (items, positions) = (&class.items, &class.positions);
         scope.spawn(move || {
-            for chunk in items.chunks(batch) {
+            for (chunk, pos) in items.chunks(batch).zip(positions.chunks(batch)) {
                 let mut images = Vec::with_capacity(chunk.len() * c * (s * s));
-                let mut n = 0;
+                let mut loaded = Vec::with_capacity(chunk.len());
                 let mut fit = None;
-                for item in chunk {
+                for (item, &p) in chunk.iter().zip(pos) {
                     match data::load(item, idx.as_deref(), c, s as u32) {
                         Ok((px, f)) => {
                             images.extend_from_slice(&px);
-                            n += 1;
+                            loaded.push(p);
                             fit = Some(f);
                         }
                         Err(e) if !strict => {
@@ -134,15 +138,15 @@ fn invert_class(
                         }
                     }
                 }
-                if tx.send(Ok((images, n, fit))).is_err() {
+                if tx.send(Ok((images, loaded, fit))).is_err() {
                     return;
                 }
             }
         });
         let mut z = Vec::new();
         let mut eps = Vec::new();
-        for (b, msg) in rx.into_iter().enumerate() {
-            let (images, n, f) = match msg {
+        for msg in rx {
+            let (images, positions, f) = match msg {
                 Ok(v) => v,
                 Err(e) if !strict => {
                     rep.note(&format!("warning: {e:#}"));
@@ -151,21 +155,25 @@ fn invert_class(
                 }
                 Err(e) => return Err(e),
             };
+            let n = positions.len();
             if n == 0 {
                 continue;
             }
+            // Every image draws its noise from its own stream, keyed by its position in its
+            // class: batching, sharding and skipped images leave the other images' noise alone.
+            let image_rng = |purpose: u64, p: u64| {
+                Pcg64::seed_from_u64(derive_seed(seed, purpose, class.id, p))
+            };
             fit = fit.or(f);
             z.resize(n * d, 0.0);
             match mapper.posterior {
                 Posterior::Mean => models.vae.encode_mean(&images, &mut z)?,
                 Posterior::Sample => {
-                    let mut rng = Pcg64::seed_from_u64(derive_seed(
-                        seed,
-                        PURPOSE_POSTERIOR,
-                        class.id,
-                        b as u64,
-                    ));
-                    models.vae.encode_sample(&images, &mut rng, &mut z)?
+                    let mut noise = vec![0.0f32; n * d];
+                    for (row, &p) in noise.chunks_exact_mut(d).zip(&positions) {
+                        ziggurat::fill_f32(&mut image_rng(PURPOSE_POSTERIOR, p), row);
+                    }
+                    models.vae.encode_with_noise(&images, &noise, &mut z)?
                 }
             }
             match mapper.mapping {
@@ -176,6 +184,7 @@ fn invert_class(
                         models.dit(),
                         &schedule,
                         &mapper.grid,
+                        mapper.eps_at(),
                         &mut z,
                         &classes,
                         &mut eps,
@@ -185,9 +194,9 @@ fn invert_class(
                     })?;
                 }
                 Mapping::Ddpm => {
-                    let mut rng =
-                        Pcg64::seed_from_u64(derive_seed(seed, PURPOSE_DDPM, class.id, b as u64));
-                    ddim::ddpm_forward(&mut z, alpha_end, &mut rng);
+                    for (row, &p) in z.chunks_exact_mut(d).zip(&positions) {
+                        ddim::ddpm_forward(row, alpha_end, &mut image_rng(PURPOSE_DDPM, p));
+                    }
                 }
             }
             stats.moments.add_batch(&z)?;
@@ -224,6 +233,7 @@ pub fn meta(models: &Models, mapper: &Mapper, seed: u64, ds: &Dataset, fit: Opti
         schedule: "linear beta 1e-4..0.02, 1000 steps (DiT)".into(),
         grid: mapper.grid.as_slice().to_vec(),
         guidance: mapper.guidance,
+        inversion_eps: mapper.inversion_eps,
         mapping: mapper.mapping,
         posterior: mapper.posterior,
         seed,
@@ -298,6 +308,50 @@ pub struct Sampled {
     pub loss: f64,
     pub candidate: serde_json::Value,
     pub gamma_dropped: bool,
+    /// Every candidate's normals (`m × n × dims`), with `--save-candidates`.
+    pub candidates: Option<Vec<f32>>,
+}
+
+/// Largest number of values `--save-candidates` writes for one class (256 MiB of f32).
+pub const MAX_SAVED_CANDIDATE_VALUES: u64 = 1 << 26;
+
+/// The targets of class `i` as a selection sees them.
+fn class_targets<'a>(
+    sel: &Selection,
+    mean: &'a [f32],
+    std: &'a [f32],
+    skew: &'a [f32],
+) -> Targets<'a> {
+    Targets {
+        mean,
+        std,
+        skew: sel.skew_from_data.then_some(skew),
+    }
+}
+
+/// The projected wall time of one class's joint search over `sel.m` candidates on `threads`
+/// threads, from timing the first candidates of class 0 on one thread (at most ~0.2 s of work).
+/// `None` for searches too small to be worth a note.
+pub fn projected_search_seconds(
+    stats: &StatsFile,
+    sel: &Selection,
+    threads: usize,
+) -> Result<Option<f64>> {
+    if sel.mode != Mode::Joint || sel.m < 100_000 || stats.classes.is_empty() {
+        return Ok(None);
+    }
+    let (mean, std, skew) = stats.targets(0, sel.unbiased_std);
+    let targets = class_targets(sel, &mean, &std, &skew);
+    let cfg = Config::new(0, sel.ipc, stats.dims(), sel.loss, sel.lambdas)?;
+    let mut scratch = select::Scratch::new(&cfg);
+    let t0 = std::time::Instant::now();
+    let mut done = 0u64;
+    while done < sel.m && (done < 64 || t0.elapsed().as_secs_f64() < 0.2) {
+        select::search_joint(&cfg, &targets, done..done + 64, &mut scratch)?;
+        done += 64;
+    }
+    let per = t0.elapsed().as_secs_f64() / done as f64;
+    Ok(Some(per * sel.m as f64 / threads.max(1) as f64))
 }
 
 /// Group sampling (threads over the candidate range), DDIM sampling, decoding, for class `i`.
@@ -313,11 +367,7 @@ pub fn sample_class(
     let class = &stats.classes[i];
     let d = stats.dims();
     let (mean, std, skew) = stats.targets(i, sel.unbiased_std);
-    let targets = Targets {
-        mean: &mean,
-        std: &std,
-        skew: sel.skew_from_data.then_some(&skew[..]),
-    };
+    let targets = class_targets(sel, &mean, &std, &skew);
     let cfg = Config::new(
         derive_seed(seed, PURPOSE_SELECT, class.id, 0),
         sel.ipc,
@@ -325,6 +375,23 @@ pub fn sample_class(
         sel.loss,
         sel.lambdas,
     )?;
+    let candidates = if sel.save_candidates {
+        let m = if sel.mode == Mode::Random { 1 } else { sel.m };
+        let values = m.saturating_mul(cfg.candidate_len() as u64);
+        if sel.mode == Mode::PerDim || values > MAX_SAVED_CANDIDATE_VALUES {
+            bail!(
+                "--save-candidates: {m} candidates × {} values = {values} values, more than {MAX_SAVED_CANDIDATE_VALUES} (lower --m)",
+                cfg.candidate_len()
+            );
+        }
+        let mut all = vec![0.0f32; values as usize];
+        for (k, g) in all.chunks_exact_mut(cfg.candidate_len()).enumerate() {
+            select::draw_candidate(&cfg, k as u64, g)?;
+        }
+        Some(all)
+    } else {
+        None
+    };
     let mut g = vec![0.0f32; sel.ipc * d];
     let (loss, candidate) = match sel.mode {
         Mode::Joint | Mode::Random => {
@@ -380,6 +447,7 @@ pub fn sample_class(
         loss,
         candidate,
         gamma_dropped: cfg.gamma_dropped(),
+        candidates,
     })
 }
 
@@ -461,6 +529,18 @@ pub fn write_class(
         write_atomic(
             &staging.join("latents.safetensors"),
             &safetensors::serialize(views, None)?,
+        )?;
+    }
+    if let Some(all) = &s.candidates {
+        let n = s.z_t.len() / latent_shape.iter().product::<usize>();
+        let d: usize = latent_shape.iter().product();
+        let m = all.len() / (n * d);
+        let bytes: Vec<u8> = all.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![m, n, d], &bytes)?;
+        write_atomic(
+            &staging.join("candidates.safetensors"),
+            &safetensors::serialize(vec![("g", view)], None)?,
         )?;
     }
     let dest = out.join(name);

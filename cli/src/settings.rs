@@ -1,8 +1,10 @@
 //! Raw arguments → checked settings, before any work starts.
 
-use crate::cli::{Mapping, Mode, Posterior, Profile, ProfileArgs, SamplingArgs};
+use crate::cli::{
+    InversionEps, Mapping, Mode, Posterior, Profile, ProfileArgs, SamplingArgs, SkewTarget,
+};
 use anyhow::{Result, bail};
-use d3hr_core::ddim::Plan;
+use d3hr_core::ddim::{self, Plan};
 use d3hr_core::schedule::{NoiseSchedule, Spacing, Timesteps};
 use d3hr_core::select::{Lambdas, Loss};
 
@@ -16,15 +18,16 @@ pub struct Mapper {
     pub profile: Profile,
     pub grid: Timesteps,
     pub guidance: f32,
+    pub inversion_eps: InversionEps,
     pub mapping: Mapping,
     pub posterior: Posterior,
 }
 
 impl Mapper {
     pub fn from_args(p: &ProfileArgs) -> Result<Mapper> {
-        let (steps, guidance, posterior) = match p.profile {
-            Profile::Paper => (31, 1.0, Posterior::Mean),
-            Profile::Reference => (30, 4.0, Posterior::Sample),
+        let (steps, guidance, inversion_eps, posterior) = match p.profile {
+            Profile::Paper => (31, 1.0, InversionEps::Source, Posterior::Mean),
+            Profile::Reference => (30, 4.0, InversionEps::Target, Posterior::Sample),
         };
         let steps = p.steps.map_or(steps, |s| s.get());
         let full = Timesteps::new(Spacing::Leading, TRAIN_STEPS, GRID_STEPS, 0)?;
@@ -42,6 +45,7 @@ impl Mapper {
             profile: p.profile,
             grid: full.prefix(steps)?,
             guidance,
+            inversion_eps: p.inversion_eps.unwrap_or(inversion_eps),
             mapping: p.mapping.unwrap_or(Mapping::Ddim),
             posterior: p.posterior.unwrap_or(posterior),
         })
@@ -49,6 +53,14 @@ impl Mapper {
 
     pub fn schedule() -> NoiseSchedule {
         NoiseSchedule::dit()
+    }
+
+    /// The core's name for [`Mapper::inversion_eps`].
+    pub fn eps_at(&self) -> ddim::InversionEps {
+        match self.inversion_eps {
+            InversionEps::Source => ddim::InversionEps::Source,
+            InversionEps::Target => ddim::InversionEps::Target,
+        }
     }
 }
 
@@ -73,10 +85,12 @@ pub struct Selection {
     pub m: u64,
     pub loss: Loss,
     pub lambdas: Lambdas,
-    /// Paper loss: γ target from the data (else 0).
+    /// Paper loss: γ target from the data (else 0, as the paper says).
     pub skew_from_data: bool,
     /// σ target: unbiased (released code) or population.
     pub unbiased_std: bool,
+    /// Keep every candidate's normals for an independent check (`--save-candidates`).
+    pub save_candidates: bool,
 }
 
 impl Selection {
@@ -111,10 +125,12 @@ impl Selection {
         } else {
             loss
         };
-        let m = match s.mode {
-            Mode::Random => 1,
-            Mode::Joint => s.m.unwrap_or(100_000),
-            Mode::PerDim => s.m.unwrap_or(1_000),
+        let m = match (s.mode, profile) {
+            (Mode::Random, _) => 1,
+            (Mode::Joint, Profile::Paper) => s.m.unwrap_or(100_000),
+            // The authors' default `--m 100000` draws 1000 × 100000 candidates.
+            (Mode::Joint, Profile::Reference) => s.m.unwrap_or(100_000_000),
+            (Mode::PerDim, _) => s.m.unwrap_or(1_000),
         };
         if m == 0 {
             bail!("--m 0: at least one candidate is needed");
@@ -124,14 +140,79 @@ impl Selection {
                 "--ipc 1 with the reference profile's loss: its unbiased std needs at least 2 images per class (use --profile paper)"
             );
         }
+        if s.skew_target == SkewTarget::Data && loss != Loss::Paper {
+            bail!(
+                "--skew-target data: the reference profile's loss has no skewness target (its skewness term aims at 0); use it with --profile paper or --mode per-dim"
+            );
+        }
+        if s.save_candidates && s.mode == Mode::PerDim {
+            bail!(
+                "--save-candidates: joint and random modes only (per-dim keeps no whole candidates)"
+            );
+        }
         Ok(Selection {
             ipc: s.ipc.get(),
             mode: s.mode,
             m,
             loss,
             lambdas,
-            skew_from_data: profile == Profile::Paper,
+            skew_from_data: s.skew_target == SkewTarget::Data,
             unbiased_std: unbiased,
+            save_candidates: s.save_candidates,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn distill(args: &[&str]) -> crate::cli::DistillArgs {
+        let mut argv = vec!["d3hr-cli", "distill", "--ipc", "10", "--out", "o"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Distill(d) => d,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// Each profile is its source: the paper's Eq. 3 (ε at the source step) and γ = 0; the
+    /// released code's ε at the target step and its 1000 × 100000 candidates.
+    #[test]
+    fn profiles_follow_their_sources() {
+        let p = distill(&[]);
+        let (map, sel) = (
+            Mapper::from_args(&p.profile).unwrap(),
+            Selection::from_args(&p.sampling, p.profile.profile).unwrap(),
+        );
+        assert_eq!(map.inversion_eps, InversionEps::Source);
+        assert!(!sel.skew_from_data);
+        assert_eq!((sel.loss, sel.m), (Loss::Paper, 100_000));
+
+        let r = distill(&["--profile", "reference"]);
+        let (map, sel) = (
+            Mapper::from_args(&r.profile).unwrap(),
+            Selection::from_args(&r.sampling, r.profile.profile).unwrap(),
+        );
+        assert_eq!(map.inversion_eps, InversionEps::Target);
+        assert_eq!((sel.loss, sel.m), (Loss::ReleasedCode, 100_000_000));
+
+        let o = distill(&[
+            "--inversion-eps",
+            "target",
+            "--skew-target",
+            "data",
+            "--m",
+            "7",
+        ]);
+        let (map, sel) = (
+            Mapper::from_args(&o.profile).unwrap(),
+            Selection::from_args(&o.sampling, o.profile.profile).unwrap(),
+        );
+        assert_eq!(map.inversion_eps, InversionEps::Target);
+        assert!(sel.skew_from_data);
+        assert_eq!(sel.m, 7);
     }
 }

@@ -27,6 +27,10 @@ pub struct Meta {
     /// Inversion grid t_0 … t_T.
     pub grid: Vec<u32>,
     pub guidance: f32,
+    /// Where each inversion step evaluated ε. Files written before this field existed were
+    /// made with ε at the target step, so that is what a missing field means.
+    #[serde(default = "crate::cli::InversionEps::before_the_field")]
+    pub inversion_eps: crate::cli::InversionEps,
     pub mapping: crate::cli::Mapping,
     pub posterior: crate::cli::Posterior,
     pub seed: u64,
@@ -38,7 +42,7 @@ pub struct Meta {
 impl Meta {
     /// Settings that must agree for two files to merge or for a model to sample from them.
     pub fn compatible(&self, other: &Meta) -> Result<(), String> {
-        let checks: [(&str, bool); 7] = [
+        let checks: [(&str, bool); 8] = [
             ("DiT model (SHA-256)", self.dit_sha256 == other.dit_sha256),
             (
                 "VAE encoder (SHA-256)",
@@ -47,6 +51,10 @@ impl Meta {
             ("latent shape", self.latent_shape == other.latent_shape),
             ("inversion grid", self.grid == other.grid),
             ("guidance", self.guidance == other.guidance),
+            (
+                "inversion ε step (--inversion-eps)",
+                self.inversion_eps == other.inversion_eps,
+            ),
             ("mapping", self.mapping == other.mapping),
             ("posterior", self.posterior == other.posterior),
         ];
@@ -257,7 +265,7 @@ impl StatsFile {
         let mut s = String::new();
         let m = &self.meta;
         s += &format!(
-            "d3hr statistics ({}), {} classes, latent {:?}, profile {:?}, grid {}…{} ({} steps), guidance {}, mapping {:?}, posterior {:?}, seed {}\nDiT {} (sha256 {}…)\n",
+            "d3hr statistics ({}), {} classes, latent {:?}, profile {:?}, grid {}…{} ({} steps, ε at the {:?} step), guidance {}, mapping {:?}, posterior {:?}, seed {}\nDiT {} (sha256 {}…)\n",
             m.tool,
             self.classes.len(),
             m.latent_shape,
@@ -265,6 +273,7 @@ impl StatsFile {
             m.grid.first().unwrap_or(&0),
             m.grid.last().unwrap_or(&0),
             m.grid.len().saturating_sub(1),
+            m.inversion_eps,
             m.guidance,
             m.mapping,
             m.posterior,

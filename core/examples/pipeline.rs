@@ -91,7 +91,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for (i, v) in z.iter_mut().enumerate() {
                 *v = class_mean(c, i % DIMS) + SPREAD * *v;
             }
-            ddim::invert(&mut model, &schedule, &grid, &mut z, &classes, &mut eps)?;
+            ddim::invert(
+                &mut model,
+                &schedule,
+                &grid,
+                ddim::InversionEps::Source,
+                &mut z,
+                &classes,
+                &mut eps,
+            )?;
             moments.add_batch(&z)?;
         }
         // Stage 2: μ, σ, γ per dimension.

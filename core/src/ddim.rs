@@ -9,10 +9,13 @@
 //! z_to   = √ᾱ_to · ẑ0 + √(1−ᾱ_to) · ε
 //! ```
 //!
-//! Inversion (Eq. 3) goes from `t_{k−1}` up to `t_k` with ε evaluated at the target `t_k`;
-//! sampling (Eq. 2) goes from `t_k` down to `t_{k−1}` with ε evaluated at `t_k`. A [`Plan`] lists
-//! the steps, so the paper's grid and the authors' released-code grid (sampling starts one grid
-//! step above the inversion end; the final step lands on `max(1, t − 20)`) are both plain data.
+//! Inversion (Eq. 3) goes from `t_{k−1}` up to `t_k`. The paper evaluates ε at the *source*
+//! `t_{k−1}` (the standard DDIM inversion, the exact inverse of Eq. 2 in the limit of small
+//! steps); the authors' released code evaluates it at the *target* `t_k`. [`InversionEps`] names
+//! the choice. Sampling (Eq. 2) goes from `t_k` down to `t_{k−1}` with ε evaluated at `t_k`. A
+//! [`Plan`] lists the steps, so the paper's grid and the authors' released-code grid (sampling
+//! starts one grid step above the inversion end; the final step lands on `max(1, t − 20)`) are
+//! both plain data.
 
 use crate::Error;
 use crate::schedule::{NoiseSchedule, Timesteps};
@@ -104,6 +107,16 @@ pub struct Step {
     pub to: u32,
 }
 
+/// Where an inversion step `t_{k−1} → t_k` evaluates the predictor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InversionEps {
+    /// At the source `t_{k−1}`: the paper's Eq. 3,
+    /// `z_{t+1} = √(ᾱ_{t+1}/ᾱ_t)·z_t + √ᾱ_{t+1}·(√(1/ᾱ_{t+1} − 1) − √(1/ᾱ_t − 1))·ε_θ(z_t, t, C)`.
+    Source,
+    /// At the target `t_k`, as the authors' released code does.
+    Target,
+}
+
 /// The ordered steps of one DDIM pass.
 #[derive(Clone)]
 pub struct Plan {
@@ -137,13 +150,16 @@ impl Plan {
         Ok(Plan { len, steps })
     }
 
-    /// Inversion over `grid` (paper Eq. 3): `t_0 → t_1 → … → t_T`, ε evaluated at the target.
+    /// Inversion over `grid` (paper Eq. 3): `t_0 → t_1 → … → t_T`, ε evaluated where `at` says.
     ///
     /// Errors when the grid has a single point (no step).
-    pub fn inversion(grid: &Timesteps) -> Result<Self, Error> {
+    pub fn inversion(grid: &Timesteps, at: InversionEps) -> Result<Self, Error> {
         let t = grid.as_slice();
         Self::from_iter(t.windows(2).map(|w| Step {
-            t: w[1],
+            t: match at {
+                InversionEps::Source => w[0],
+                InversionEps::Target => w[1],
+            },
             from: w[0],
             to: w[1],
         }))
@@ -151,7 +167,8 @@ impl Plan {
 
     /// Sampling over `grid` (paper Eq. 2): `t_T → … → t_0`, ε evaluated at the source.
     ///
-    /// This is the exact reverse of [`Plan::inversion`] on the same grid.
+    /// It visits the grid in the reverse order of [`Plan::inversion`]; with
+    /// [`InversionEps::Target`] each step evaluates ε at the same timestep as its inversion step.
     pub fn sampling(grid: &Timesteps) -> Result<Self, Error> {
         let t = grid.as_slice();
         Self::from_iter(t.windows(2).rev().map(|w| Step {
@@ -278,16 +295,18 @@ pub fn run<P: NoisePredictor + ?Sized>(
     Ok(())
 }
 
-/// DDIM inversion over `grid` (paper Eq. 3): clean latents at `t_0` in, `z_T` out.
+/// DDIM inversion over `grid` (paper Eq. 3, ε evaluated where `at` says): clean latents at
+/// `t_0` in, `z_T` out.
 pub fn invert<P: NoisePredictor + ?Sized>(
     predictor: &mut P,
     schedule: &NoiseSchedule,
     grid: &Timesteps,
+    at: InversionEps,
     latents: &mut [f32],
     classes: &[u32],
     eps: &mut [f32],
 ) -> Result<(), RunError<P::Error>> {
-    let plan = Plan::inversion(grid)?;
+    let plan = Plan::inversion(grid, at)?;
     run(predictor, schedule, &plan, latents, classes, eps)
 }
 

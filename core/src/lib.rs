@@ -46,10 +46,12 @@
 //! let grid = Timesteps::new(Spacing::Leading, 1000, 50, 0)?.prefix(31)?;
 //! let (classes, mut eps) = ([7u32; 3], [0.0f32; 12]);
 //!
-//! // Stage 1 + 2: invert a batch of three latents and stream it into the moments.
+//! // Stage 1 + 2: invert a batch of three latents and stream it into the moments. The paper's
+//! // Eq. 3 evaluates ε at each step's source (`InversionEps::Source`); ε at the target, as the
+//! // authors' code does, makes sampling retrace every step exactly, which this toy shows.
 //! let mut z = [0.1, -0.2, 0.3, 0.0, 0.5, 0.1, -0.4, 0.2, 0.0, 0.3, 0.2, -0.1];
 //! let x0 = z;
-//! ddim::invert(&mut Toy, &schedule, &grid, &mut z, &classes, &mut eps)?;
+//! ddim::invert(&mut Toy, &schedule, &grid, ddim::InversionEps::Target, &mut z, &classes, &mut eps)?;
 //! let mut m = Moments::new(4);
 //! m.add_batch(&z)?;
 //! let (mut mu, mut sigma, mut gamma) = ([0.0f32; 4], [0.0f32; 4], [0.0f32; 4]);

@@ -24,8 +24,9 @@
 //! [`Config::gamma_dropped`] says so.
 //!
 //! The released code's loss ([`Loss::ReleasedCode`]) is `λμ‖mean_i ẑ − μ‖₂ + λσ‖std_i ẑ − σ‖₂
-//! + λγ‖skew‖₂`, with the unbiased std over the subset and, for each member, the skewness across
-//! its `dims` values after standardising by that member's own mean and unbiased std (target 0).
+//! + λγ‖k‖₂`, with the unbiased std over the subset; `k_i` standardises each dimension by the
+//! subset's own mean and unbiased std across its `n` members and sums the cubes of member `i`
+//! over the dimensions, times `D/((D−1)(D−2))` (target 0).
 //!
 //! ## Modes
 //! * [`search_joint`]: the paper — argmin over whole subsets.
@@ -498,42 +499,95 @@ fn paper_loss_lanes<const SKEW: bool>(
 
 /// Loss of one candidate given its normals `g` and their power sums.
 fn candidate_loss(cfg: &Config, t: &Targets<'_>, g: &[f32], sums: &Sums<'_>) -> f64 {
-    let dims = cfg.dims;
     match cfg.loss {
         Loss::Paper => paper_loss(cfg, t, sums),
-        Loss::ReleasedCode => {
-            let n = cfg.n as f64;
-            let (mut mean_sq, mut std_sq) = (0.0f64, 0.0f64);
-            for d in 0..dims {
-                let sigma = f64::from(t.std[d]);
-                let (s1, s2) = (f64::from(sums.s1[d]), f64::from(sums.s2[d]));
-                let m = s1 / n;
-                mean_sq += sigma * sigma * m * m;
-                let sd = libm::sqrt(((s2 - s1 * m) / (n - 1.0)).max(0.0));
-                std_sq += sigma * sigma * (sd - 1.0) * (sd - 1.0);
-            }
-            let df = dims as f64;
-            let c = df / ((df - 1.0) * (df - 2.0));
-            let mut skew_sq = 0.0f64;
-            for row in g.chunks_exact(dims) {
-                // Member i: values μ_d + σ_d·g_d across d, standardised by their own mean/std.
-                let z = |d: usize| f64::from(t.mean[d]) + f64::from(t.std[d]) * f64::from(row[d]);
-                let mean = (0..dims).map(z).sum::<f64>() / df;
-                let (mut c2, mut c3) = (0.0f64, 0.0f64);
-                for d in 0..dims {
-                    let dz = z(d) - mean;
-                    c2 += dz * dz;
-                    c3 += dz * dz * dz;
-                }
-                let s = libm::sqrt(c2 / (df - 1.0));
-                let skew = if s > 0.0 { c * c3 / (s * s * s) } else { 0.0 };
-                skew_sq += skew * skew;
-            }
-            cfg.lambdas.mu * libm::sqrt(mean_sq)
-                + cfg.lambdas.sigma * libm::sqrt(std_sq)
-                + cfg.lambdas.gamma * libm::sqrt(skew_sq)
-        }
+        Loss::ReleasedCode => released_code_loss(cfg, t, g),
     }
+}
+
+/// The released code's loss (`evaluate_distribution_batch` in the authors'
+/// `generation/group_sampling.py`), from the candidate's normals `g` and their power sums:
+///
+/// ```text
+/// Lμ = ‖mean_i ẑ − μ‖₂ = √(Σ_d σ_d² · ḡ_d²)
+/// Lσ = ‖std_i ẑ − σ‖₂ = √(Σ_d σ_d² · (s_d − 1)²)          (s_d: unbiased std of g_·d over i)
+/// Lγ = ‖(k_1 … k_n)‖₂,  k_i = D/((D−1)(D−2)) · Σ_d ((g_id − ḡ_d)/s_d)³
+/// L  = λμ·Lμ + λσ·Lσ + λγ·Lγ
+/// ```
+///
+/// Each *dimension* is standardised by the subset's own mean and unbiased std across its `n`
+/// members; `(ẑ_id − mean_i ẑ_d)/std_i ẑ_d = (g_id − ḡ_d)/s_d` for `σ_d > 0`, which is how it is
+/// computed (for `σ_d = 0` the authors' code divides 0 by 0; this is the limit `σ_d → 0`). A
+/// dimension whose `n` normals are all equal (`s_d = 0`) contributes 0 to every `k_i`.
+///
+/// Everything is computed in f64 from `g`, column by column (two passes per column, so that a
+/// column of nearly equal values is still standardised exactly); the members' cube sums are kept
+/// on the stack for blocks of [`MEMBER_BLOCK`] members.
+fn released_code_loss(cfg: &Config, t: &Targets<'_>, g: &[f32]) -> f64 {
+    let (n, dims) = (cfg.n, cfg.dims);
+    let nf = n as f64;
+    let df = dims as f64;
+    let c = df / ((df - 1.0) * (df - 2.0));
+    let column = |d: usize| {
+        let x = |i: usize| f64::from(g[i * dims + d]);
+        let mean = (0..n).map(x).sum::<f64>() / nf;
+        let var = (0..n).map(|i| (x(i) - mean) * (x(i) - mean)).sum::<f64>() / (nf - 1.0);
+        (mean, libm::sqrt(var))
+    };
+    let (mut mean_sq, mut std_sq) = (0.0f64, 0.0f64);
+    for d in 0..dims {
+        let sigma = f64::from(t.std[d]);
+        let (m, sd) = column(d);
+        mean_sq += sigma * sigma * m * m;
+        std_sq += sigma * sigma * (sd - 1.0) * (sd - 1.0);
+    }
+    let mut skew_sq = 0.0f64;
+    let mut cubes = [0.0f64; MEMBER_BLOCK];
+    for start in (0..n).step_by(MEMBER_BLOCK) {
+        let members = start..n.min(start + MEMBER_BLOCK);
+        cubes.fill(0.0);
+        for d in 0..dims {
+            let (m, sd) = column(d);
+            if sd > 0.0 {
+                for (k, i) in members.clone().enumerate() {
+                    let u = (f64::from(g[i * dims + d]) - m) / sd;
+                    cubes[k] += u * u * u;
+                }
+            }
+        }
+        skew_sq += cubes[..members.len()]
+            .iter()
+            .map(|&s| (c * s) * (c * s))
+            .sum::<f64>();
+    }
+    cfg.lambdas.mu * libm::sqrt(mean_sq)
+        + cfg.lambdas.sigma * libm::sqrt(std_sq)
+        + cfg.lambdas.gamma * libm::sqrt(skew_sq)
+}
+
+/// Members whose skewness sums [`released_code_loss`] keeps at once.
+const MEMBER_BLOCK: usize = 64;
+
+/// The loss of a given candidate: `g` holds its `n` rows of `dims` standard normals, so that its
+/// latents are `ẑ_i = μ + σ ⊙ g_i`. This is the number a search compares; it lets a caller (or an
+/// independent implementation) score arrays of its own.
+pub fn score_normals<S: AsMut<[f32]>>(
+    cfg: &Config,
+    targets: &Targets<'_>,
+    g: &[f32],
+    scratch: &mut Scratch<S>,
+) -> Result<f64, Error> {
+    targets.check(cfg.dims)?;
+    if g.len() != cfg.candidate_len() {
+        return Err(Error::BufferLength {
+            what: "candidate",
+            expected: cfg.candidate_len(),
+            got: g.len(),
+        });
+    }
+    let (_, mut sums) = scratch.split(cfg)?;
+    sums.accumulate(g, cfg.dims);
+    Ok(candidate_loss(cfg, targets, g, &sums))
 }
 
 /// The loss of candidate `k` (regenerated), for reports and tests.
@@ -592,8 +646,7 @@ pub fn search_joint<S: AsMut<[f32]>>(
                 for row in g.chunks_exact_mut(dims) {
                     ziggurat::fill_f32(&mut rng, row);
                 }
-                sums.accumulate(g, dims);
-                candidate_loss(cfg, targets, g, &sums)
+                released_code_loss(cfg, targets, g)
             }
         };
         best = best.merge(Best { index: k, loss });

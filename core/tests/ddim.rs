@@ -2,7 +2,7 @@
 //! guidance and error paths.
 
 use d3hr_core::NoisePredictor;
-use d3hr_core::ddim::{self, Guidance, Guided, Plan, RunError, Step};
+use d3hr_core::ddim::{self, Guidance, Guided, InversionEps, Plan, RunError, Step};
 use d3hr_core::schedule::{NoiseSchedule, Spacing, Timesteps};
 use proptest::prelude::*;
 
@@ -58,7 +58,8 @@ proptest! {
         let classes: Vec<u32> = (0..batch as u32).collect();
         let mut x = x0.clone();
         let mut eps = vec![0.0; x.len()];
-        ddim::invert(&mut p, &sched, &grid, &mut x, &classes, &mut eps).unwrap();
+        // With ε at the target step, each inversion step is the exact inverse of its sampling step.
+        ddim::invert(&mut p, &sched, &grid, InversionEps::Target, &mut x, &classes, &mut eps).unwrap();
         prop_assert!(x.iter().zip(&x0).any(|(a, b)| a != b) || grid.steps() == 0);
         ddim::sample(&mut p, &sched, &grid, &mut x, &classes, &mut eps).unwrap();
         prop_assert_eq!(p.calls, 2 * grid.steps());
@@ -116,7 +117,7 @@ fn released_code_sampling_plan() {
         .unwrap()
         .prefix(30)
         .unwrap();
-    let inv = Plan::inversion(&inv).unwrap();
+    let inv = Plan::inversion(&inv, InversionEps::Target).unwrap();
     assert_eq!(inv.steps().len(), 30);
     assert_eq!(
         inv.steps()[29],
@@ -134,11 +135,68 @@ fn sampling_plan_reverses_inversion() {
         .unwrap()
         .prefix(31)
         .unwrap();
-    let inv = Plan::inversion(&g).unwrap();
+    let inv = Plan::inversion(&g, InversionEps::Target).unwrap();
     let smp = Plan::sampling(&g).unwrap();
     assert_eq!(inv.steps().len(), 31);
     for (a, b) in inv.steps().iter().zip(smp.steps().iter().rev()) {
         assert_eq!((a.t, a.from, a.to), (b.t, b.to, b.from));
+    }
+}
+
+/// The paper's Eq. 3 evaluates ε_θ(z_t, t, C) at the source step of each inversion step:
+/// `z_{t+1} = √(ᾱ_{t+1}/ᾱ_t)·z_t + √ᾱ_{t+1}·(√(1/ᾱ_{t+1} − 1) − √(1/ᾱ_t − 1))·ε_θ(z_t, t, C)`.
+/// A predictor that records its timesteps, and the update written as Eq. 3 prints it.
+#[test]
+fn source_inversion_is_eq3_as_printed() {
+    struct Recorder(Vec<u32>);
+    impl NoisePredictor for Recorder {
+        type Error = ();
+        fn latent_len(&self) -> usize {
+            3
+        }
+        fn predict(&mut self, x: &[f32], t: u32, _: &[u32], eps: &mut [f32]) -> Result<(), ()> {
+            self.0.push(t);
+            for (e, &v) in eps.iter_mut().zip(x) {
+                *e = (0.01 * t as f32).cos() * v + 0.3;
+            }
+            Ok(())
+        }
+    }
+    let g = Timesteps::new(Spacing::Leading, 1000, 50, 0)
+        .unwrap()
+        .prefix(31)
+        .unwrap();
+    let sched = NoiseSchedule::dit();
+    let x0 = [0.4f32, -1.2, 2.0];
+    for at in [InversionEps::Source, InversionEps::Target] {
+        let mut rec = Recorder(Vec::new());
+        let mut x = x0;
+        ddim::invert(&mut rec, &sched, &g, at, &mut x, &[0], &mut [0.0; 3]).unwrap();
+        let t = g.as_slice();
+        let want_ts: Vec<u32> = match at {
+            InversionEps::Source => t[..t.len() - 1].to_vec(),
+            InversionEps::Target => t[1..].to_vec(),
+        };
+        assert_eq!(rec.0, want_ts, "{at:?}");
+        // Eq. 3 term by term in f64, ε at the recorded step.
+        let mut z: Vec<f64> = x0.iter().map(|&v| f64::from(v)).collect();
+        for (w, &te) in t.windows(2).zip(&want_ts) {
+            let (a0, a1) = (
+                sched.alpha_bar(w[0]).unwrap(),
+                sched.alpha_bar(w[1]).unwrap(),
+            );
+            for v in z.iter_mut() {
+                let e = f64::from((0.01 * te as f32).cos() * (*v as f32) + 0.3);
+                *v = (a1 / a0).sqrt() * *v
+                    + a1.sqrt() * ((1.0 / a1 - 1.0).sqrt() - (1.0 / a0 - 1.0).sqrt()) * e;
+            }
+        }
+        for (a, b) in x.iter().zip(&z) {
+            assert!(
+                (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{at:?}: {a} vs {b}"
+            );
+        }
     }
 }
 
@@ -181,7 +239,15 @@ fn errors_instead_of_panics() {
     let mut p = XFree { dims: 3, calls: 0 };
     let mut x = vec![0.0; 5];
     let mut e = vec![0.0; 5];
-    let r = ddim::invert(&mut p, &sched, &g, &mut x, &[0, 1], &mut e);
+    let r = ddim::invert(
+        &mut p,
+        &sched,
+        &g,
+        InversionEps::Source,
+        &mut x,
+        &[0, 1],
+        &mut e,
+    );
     assert!(matches!(
         r,
         Err(RunError::Core(d3hr_core::Error::BufferLength {
@@ -212,13 +278,22 @@ fn errors_instead_of_panics() {
 
     // A schedule with fewer steps than the grid's timesteps.
     let short = NoiseSchedule::new(d3hr_core::schedule::BetaSchedule::DIT, 100).unwrap();
-    let r = ddim::invert(&mut p, &short, &g, &mut [0.0; 3], &[0], &mut [0.0; 3]);
+    let r = ddim::invert(
+        &mut p,
+        &short,
+        &g,
+        InversionEps::Source,
+        &mut [0.0; 3],
+        &[0],
+        &mut [0.0; 3],
+    );
     assert!(matches!(
         r,
         Err(RunError::Core(d3hr_core::Error::TimestepOutOfRange { .. }))
     ));
     let one = Timesteps::from_list(&[5], 1000).unwrap();
-    assert!(Plan::inversion(&one).is_err());
+    assert!(Plan::inversion(&one, InversionEps::Source).is_err());
+    assert!(Plan::inversion(&one, InversionEps::Target).is_err());
 }
 
 #[test]

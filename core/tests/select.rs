@@ -67,24 +67,31 @@ fn naive_paper_dim(z: &[Vec<f64>], p: &Problem, d: usize, l: Lambdas) -> f64 {
     loss
 }
 
-/// The released code's `evaluate_distribution_batch`, transcribed.
+/// The released code's `evaluate_distribution_batch` (generation/group_sampling.py), transcribed
+/// on the latents: `torch.mean`/`torch.std` over the members (dim 1), `skewness_batch`
+/// standardising each dimension by the members' mean and unbiased std and summing the cubes over
+/// the dimensions (dim 2) with factor D/((D−1)(D−2)), then `torch.norm` over the members.
 fn naive_released(z: &[Vec<f64>], p: &Problem, l: Lambdas) -> f64 {
     let n = z.len() as f64;
     let dims = z[0].len();
     let df = dims as f64;
     let (mut md, mut sd) = (0.0, 0.0);
+    let mut col_mean = vec![0.0; dims];
+    let mut col_std = vec![0.0; dims];
     for d in 0..dims {
         let mean = z.iter().map(|r| r[d]).sum::<f64>() / n;
         let std = (z.iter().map(|r| (r[d] - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
         md += (mean - f64::from(p.mean[d])).powi(2);
         sd += (std - f64::from(p.std[d])).powi(2);
+        col_mean[d] = mean;
+        col_std[d] = std;
     }
     let mut sk = 0.0;
     for r in z {
-        let mean = r.iter().sum::<f64>() / df;
-        let std = (r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (df - 1.0)).sqrt();
         let s = df / ((df - 1.0) * (df - 2.0))
-            * r.iter().map(|v| ((v - mean) / std).powi(3)).sum::<f64>();
+            * (0..dims)
+                .map(|d| ((r[d] - col_mean[d]) / col_std[d]).powi(3))
+                .sum::<f64>();
         sk += s * s;
     }
     l.mu * md.sqrt() + l.sigma * sd.sqrt() + l.gamma * sk.sqrt()

@@ -50,11 +50,17 @@ def _step(z: torch.Tensor, eps: torch.Tensor, a_from: float, a_to: float) -> tor
 
 @torch.no_grad()
 def ddim_invert(eps_fn: EpsFn, z0: torch.Tensor, y: torch.Tensor, grid: list[int],
-                ac: np.ndarray) -> torch.Tensor:
-    """Map clean latents (at t_0 = grid[0]) up to grid[-1]."""
+                ac: np.ndarray, *, eps_at: str) -> torch.Tensor:
+    """Map clean latents (at t_0 = grid[0]) up to grid[-1].
+
+    ``eps_at`` says where each step t_prev -> t evaluates the predictor: ``"source"`` (t_prev,
+    the paper's Eq. 3) or ``"target"`` (t, the authors' released code).
+    """
+    if eps_at not in ("source", "target"):
+        raise ValueError(f"eps_at must be 'source' or 'target', not {eps_at!r}")
     z = z0
     for t_prev, t in zip(grid[:-1], grid[1:]):
-        tt = torch.full((z.shape[0],), t, dtype=torch.int64)
+        tt = torch.full((z.shape[0],), t_prev if eps_at == "source" else t, dtype=torch.int64)
         eps = eps_fn(z, tt, y)
         z = _step(z, eps, ac[t_prev], ac[t])
     return z

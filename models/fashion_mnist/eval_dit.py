@@ -53,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--per-class", type=int, default=100, help="samples per class for the accuracy")
     p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps for sampling from noise")
     p.add_argument("--invert-steps", type=int, default=31, help="DDIM steps for the inversion round trip")
+    p.add_argument("--inversion-eps", choices=("source", "target"), default="source",
+                   help="where each inversion step evaluates the predictor (paper Eq. 3: source)")
     p.add_argument("--roundtrip-n", type=int, default=300, help="number of real test latents for the round trip")
     p.add_argument("--roundtrip-scale", type=float, default=1.0, help="guidance scale used in the round trip")
     p.add_argument("--ref-n", type=int, default=2000,
@@ -168,7 +170,7 @@ def main() -> None:
         return net.forward_with_cfg(z, t, c, args.roundtrip_scale)
 
     t0 = time.time()
-    z_T = ddim_invert(eps_rt, z_real, y_real, igrid, ac)
+    z_T = ddim_invert(eps_rt, z_real, y_real, igrid, ac, eps_at=args.inversion_eps)
     z_back = ddim_sample(eps_rt, z_T, y_real, igrid, ac)
     rel = ((z_back - z_real).flatten(1).norm(dim=1) / z_real.flatten(1).norm(dim=1))
     mse = (z_back - z_real).pow(2).mean().item()

@@ -5,8 +5,8 @@ Same checkpoints the default ONNX graphs were exported from (``checkpoints/vae.p
 
 1. VAE-encode every training image (posterior mean, times the scaling factor);
 2. DDIM-invert the latents with the class-conditional DiT over DiT's 50-step grid up to T = 31
-   (t = 0, 20, ..., 620; guidance 1);
-3. per class and dimension: mean, population std, adjusted skewness (paper Eq. 8);
+   (t = 0, 20, ..., 620; guidance 1; the predictor at each step's source, Eq. 3);
+3. per class and dimension: mean, population std (the skewness target is 0, as in the paper);
 4. joint group sampling (paper Eq. 5-8, lambda = 1, 1, 0.5): m candidate subsets of IPC normals
    (numpy's generator, in chunks), keep the argmin;
 5. DDIM-sample the winners back to t = 0, decode, write ``<out>/<class>/<k>.png`` (28x28).
@@ -116,7 +116,7 @@ def main() -> None:
                 z0 = vae.encode(x)[0] * s
                 t2 = time.time()
                 y = torch.full((z0.shape[0],), c, dtype=torch.int64)
-                zs.append(ddim_invert(eps_fn, z0, y, grid, ac).flatten(1).double())
+                zs.append(ddim_invert(eps_fn, z0, y, grid, ac, eps_at="source").flatten(1).double())
                 t3 = time.time()
                 t_encode += t2 - t1
                 t_invert += t3 - t2
@@ -133,7 +133,9 @@ def main() -> None:
     times["n_images"] = int(len(labels))
 
     t1 = time.time()
-    chosen = {c: group_sampling(*stats[c], n=args.ipc, m=args.m, chunk=args.chunk, rng=rng) for c in classes}
+    # The paper's skewness target: gamma = 0 ("as Gaussian distribution is perfectly symmetric").
+    chosen = {c: group_sampling(mu, sigma, np.zeros_like(mu), n=args.ipc, m=args.m, chunk=args.chunk, rng=rng)
+              for c, (mu, sigma, _) in stats.items()}
     times["select"] = time.time() - t1
 
     t1 = time.time()

@@ -20,7 +20,7 @@
 //! let grid = Timesteps::new(Spacing::Leading, 1000, 50, 0)?.prefix(31)?;
 //! let n = dit.latent_shape().iter().product::<usize>();
 //! let (mut z, mut eps) = (vec![0.0f32; 2 * n], vec![0.0f32; 2 * n]);
-//! ddim::invert(&mut dit, &NoiseSchedule::dit(), &grid, &mut z, &[3, 7], &mut eps)?;
+//! ddim::invert(&mut dit, &NoiseSchedule::dit(), &grid, ddim::InversionEps::Source, &mut z, &[3, 7], &mut eps)?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

@@ -243,10 +243,33 @@ impl OrtVae {
         rng: &mut R,
         out: &mut [f32],
     ) -> Result<()> {
-        let (mut mean, logvar) = self.posterior(images)?;
-        let mut noise = vec![0.0f32; mean.len()];
+        let mut noise = vec![0.0f32; out.len()];
         ziggurat::fill_f32(rng, &mut noise);
-        for ((m, &lv), n) in mean.iter_mut().zip(&logvar).zip(&noise) {
+        self.encode_with_noise(images, &noise, out)
+    }
+
+    /// `z0 = s · (mean + exp(logvar/2) · n)` with the caller's standard normals `noise` (one per
+    /// latent value, `B·C·h·w`), so that each image's noise can come from a stream of its own.
+    pub fn encode_with_noise(
+        &mut self,
+        images: &[f32],
+        noise: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let (mut mean, logvar) = self.posterior(images)?;
+        if noise.len() != mean.len() {
+            let per: usize = self.latent.iter().product();
+            let g = self.encoder.as_ref().expect("posterior ran");
+            return self.check(
+                g,
+                "posterior noise",
+                noise.len(),
+                per,
+                mean.len() / per,
+                self.latent,
+            );
+        }
+        for ((m, &lv), n) in mean.iter_mut().zip(&logvar).zip(noise) {
             *m += (0.5 * lv).exp() * n;
         }
         self.scaled_into(&mean, out)
