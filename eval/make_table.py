@@ -1,11 +1,18 @@
-"""Collect ``results/cells/*.json`` (written by ``eval/run_table.py``) into the README's tables.
+"""Collect a campaign's student runs (written by ``eval/run_table.py``) into the README's tables.
 
-A cell is mean +- std (numpy std, ddof 0) of the student test accuracies over the seeds that have
-finished, with the number of seeds; cells with no finished seed print as "—". Writes
-``results/table.json`` (every cell with its per-seed accuracies) and prints Markdown.
+A campaign folder ``results/<date>-<name>/`` holds its runs packed in ``cells.jsonl``, one line per run:
+``{"file": "cells/<set>.<protocol>.s<seed>.json", "cell": <validate.py JSON>, "log": <its log>}``
+(``json.dumps(cell, indent=2)`` is the original file). A run that finished but is not packed yet
+(``<campaign>/cells/*.json``) is read too. A table cell is mean +- std (numpy std, ddof 0) of the student
+test accuracies over the seeds that have finished, with the number of seeds; cells with no finished seed
+print as "—". Writes ``table.json`` (every cell with its per-seed accuracies) and prints Markdown.
 
-Example:
+Without ``--results`` it reads the main table's campaign and writes ``results/table.json``; with
+``--results DIR`` it writes ``DIR/table.json`` (``--json`` overrides both).
+
+Examples:
     python eval/make_table.py > results/table.md
+    python eval/make_table.py --results results/2026-11-29-teacher-b > results/2026-11-29-teacher-b/table.md
 """
 from __future__ import annotations
 
@@ -19,6 +26,26 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+#: the campaign behind the README's main table (results/table.md, results/table.json)
+MAIN = os.path.join(REPO, "results", "2026-11-28-main-table")
+CELL = re.compile(r"(.+)\.(hard|soft|dsa)\.s(\d+)\.json$")
+
+
+def packed(results: str) -> dict[str, dict]:
+    """The runs of a campaign folder: ``{file name: validate.py JSON}`` for every ``cells/`` run, from
+    ``cells.jsonl`` and from finished runs not packed yet (``cells/*.json``)."""
+    runs: dict[str, dict] = {}
+    path = os.path.join(results, "cells.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                e = json.loads(line)
+                if e["cell"] is not None and os.path.dirname(e["file"]) == "cells":
+                    runs[os.path.basename(e["file"])] = e["cell"]
+    for p in glob.glob(os.path.join(results, "cells", "*.json")):
+        with open(p) as f:
+            runs.setdefault(os.path.basename(p), json.load(f))
+    return runs
 
 ROWS = [("random_real", "Random real subset"), ("base_ddpm", "Base-DDPM (DDPM mapping, m = 1)"),
         ("base_rs", "Base-RS (DDIM inversion, m = 1)"), ("d3hr_joint", "D3HR (paper profile, joint, m = 1e5)"),
@@ -38,12 +65,12 @@ PROTOCOLS = [("hard", "hard"), ("dsa", "hard + DSA"), ("soft", "soft")]
 
 def collect(results: str) -> dict:
     cells: dict[str, dict] = {}
-    for path in sorted(glob.glob(os.path.join(results, "cells", "*.json"))):
-        m = re.match(r"(.+)\.(hard|soft|dsa)\.s(\d+)\.json$", os.path.basename(path))
+    runs = packed(results)
+    for name in sorted(runs):
+        m = CELL.match(name)
         if not m:
             continue
-        with open(path) as f:
-            d = json.load(f)
+        d = runs[name]
         key = f"{m.group(1)}.{m.group(2)}"
         c = cells.setdefault(key, {"set": m.group(1), "protocol": m.group(2), "seeds": [], "accuracies": [],
                                    "seconds": []})
@@ -71,10 +98,14 @@ def fmt(cells: dict, key: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", default=os.path.join(REPO, "results"))
+    p.add_argument("--results", help="campaign folder (default: the main table's, %s)" % os.path.relpath(MAIN, REPO))
+    p.add_argument("--json", help="where table.json goes (default: results/table.json for the main table, "
+                   "else <results>/table.json)")
     args = p.parse_args()
-    cells = collect(args.results)
-    with open(os.path.join(args.results, "table.json"), "w") as f:
+    results = args.results or MAIN
+    out = args.json or (os.path.join(results, "table.json") if args.results else os.path.join(REPO, "results", "table.json"))
+    cells = collect(results)
+    with open(out, "w") as f:
         json.dump(cells, f, indent=1, sort_keys=True)
 
     ipcs = (1, 10, 50)

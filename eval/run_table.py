@@ -1,9 +1,12 @@
 """Run the student trainings behind the README's accuracy table as a resumable job queue.
 
-Each job is one (distilled set, protocol, seed) triple and writes
-``<results>/cells/<set>.<protocol>.s<seed>.json`` (plus a ``.log``) through ``eval/validate.py``. Jobs
-whose JSON already exists are skipped, so an interrupted run continues where it stopped; a job that
-fails leaves no JSON and is retried next time. Jobs are listed in priority order (cheap, complete
+Each job is one (distilled set, protocol, seed) triple, run by ``eval/validate.py`` into
+``<results>/cells/<set>.<protocol>.s<seed>.json`` (plus a ``.log``); when it finishes, both are appended
+as one line to the campaign's ``<results>/cells.jsonl`` (``{"file", "cell", "log"}``, the format
+``make_table.py`` reads) and the two loose files are removed. ``--results`` is a campaign folder
+``results/<YYYY-MM-DD>-<name>/`` (default: the main table's). Jobs already in ``cells.jsonl`` (or with
+a finished loose JSON) are skipped, so an interrupted run continues where it stopped; a job that fails
+leaves its log under ``<results>/cells/`` and is retried next time. Jobs are listed in priority order (cheap, complete
 rows first) and run by ``--workers`` processes of ``--threads`` threads each -- on the 2-core machine,
 two one-thread workers train about 1.6x as many students per hour as one two-thread worker (measured:
 a ConvNet-3 step on 100 images takes 0.80 s on one thread, 0.64 s on two).
@@ -18,17 +21,19 @@ Examples:
     python eval/make_table.py                         # the tables from whatever has finished
     # the soft cells again with another teacher, kept apart from the main table:
     python eval/run_table.py --protocols soft --teacher models/fashion_mnist/checkpoints/teacher_convnet3_b.pt \
-        --results results/teacher_b --seeds 0 --match '.*_ipc10'
-    python eval/make_table.py --results results/teacher_b
+        --results results/2026-11-29-teacher-b --seeds 0 --match '.*_ipc10'
+    python eval/make_table.py --results results/2026-11-29-teacher-b
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import make_table
@@ -113,16 +118,41 @@ def command(args: argparse.Namespace, job: tuple[str, str, int]) -> list[str]:
     return cmd
 
 
+_PACK = threading.Lock()
+
+
+def is_done(results: str, job: tuple[str, str, int]) -> bool:
+    return os.path.basename(cell_path(results, job)) in make_table.packed(results)
+
+
+def pack(results: str, out: str) -> None:
+    """Append a finished run (its JSON and log) to ``<results>/cells.jsonl`` as one line; remove both files."""
+    log = out[:-5] + ".log"
+    with open(out) as f:
+        cell = json.load(f)
+    text = open(log).read() if os.path.exists(log) else None
+    line = json.dumps({"file": "cells/" + os.path.basename(out), "cell": cell, "log": text}, ensure_ascii=False)
+    with _PACK, open(os.path.join(results, "cells.jsonl"), "a") as f:
+        f.write(line + "\n")  # one write of one line: queues appending to the same file do not interleave
+    os.remove(out)
+    if text is not None:
+        os.remove(log)
+
+
 def run(args: argparse.Namespace, job: tuple[str, str, int]) -> str:
     out = cell_path(args.results, job)
-    if os.path.exists(out):  # finished meanwhile by another queue over the same results
+    if is_done(args.results, job):  # finished meanwhile by another queue over the same results
         status = "done meanwhile, skipped"
     else:
         log = out[:-5] + ".log"
         t0 = time.time()
         with open(log, "w") as f:
             rc = subprocess.call(command(args, job), stdout=f, stderr=subprocess.STDOUT)
-        status = "ok" if rc == 0 and os.path.exists(out) else f"FAILED (exit {rc}, see {log})"
+        if rc == 0 and os.path.exists(out):
+            pack(args.results, out)
+            status = "ok"
+        else:
+            status = f"FAILED (exit {rc}, see {log})"
         status += f" ({time.time() - t0:.0f} s)"
     line = f"{time.strftime('%H:%M:%S')} {job[0]} {job[1]} seed {job[2]}: {status}"
     print(line, flush=True)
@@ -132,7 +162,8 @@ def run(args: argparse.Namespace, job: tuple[str, str, int]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=os.path.join(REPO, "runs"), help="folder holding the distilled sets")
-    p.add_argument("--results", default=os.path.join(REPO, "results"), help="where cells/*.json go")
+    p.add_argument("--results", default=make_table.MAIN,
+                   help="campaign folder: runs are appended to its cells.jsonl (default: the main table's)")
     p.add_argument("--teacher", default=TEACHER, help="ConvNet-3 teacher for the soft protocol")
     p.add_argument("--workers", type=int, default=2, help="parallel validate.py processes")
     p.add_argument("--threads", type=int, default=1, help="threads per process")
@@ -144,6 +175,7 @@ def main() -> None:
 
     os.makedirs(os.path.join(args.results, "cells"), exist_ok=True)
     todo = []
+    finished = make_table.packed(args.results)
     for job in plan():
         if args.match and not re.fullmatch(args.match, job[0]):
             continue
@@ -151,7 +183,7 @@ def main() -> None:
             continue
         if job[1] not in args.protocols.split(","):
             continue
-        done = os.path.exists(cell_path(args.results, job))
+        done = os.path.basename(cell_path(args.results, job)) in finished
         present = os.path.isdir(os.path.join(args.runs, job[0]))
         if args.list:
             print(f"{'done' if done else ('todo' if present else 'no set')}  {job[0]} {job[1]} seed {job[2]}")

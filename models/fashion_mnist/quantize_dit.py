@@ -13,7 +13,7 @@ Checks and measures, on random inputs (x ~ N(0, 1), t uniform over 0..999, y ove
 The sample quality of the int8 graph is measured by ``eval_dit.py --onnx``.
 
 Example:
-    python models/fashion_mnist/quantize_dit.py --json results/speed/int8_dit.json
+    python models/fashion_mnist/quantize_dit.py --json results/2026-11-28-speed/int8_dit.json
 """
 from __future__ import annotations
 
