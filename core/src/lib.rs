@@ -12,13 +12,16 @@
 //! | [`ziggurat`] | §4.4 | Marsaglia–Tsang standard-normal sampler |
 //! | [`select`] | Eq. 5–8 | group sampling: score candidate subsets, keep the best |
 //!
-//! Nothing here knows about files, threads or ONNX: callers pass buffers and random generators,
-//! and a model is anything that implements [`NoisePredictor`]. Parallel callers split the candidate
-//! range of [`select`] across threads and merge the partial results; every candidate has its own
-//! random stream, so the answer does not depend on the number of threads.
+//! Nothing here knows about files or ONNX: callers pass buffers and random generators, and a model
+//! is anything that implements [`NoisePredictor`]. Parallel callers split the candidate range of
+//! [`select`] across their workers ([`select::split_range`]) and merge the partial results; every
+//! candidate has its own random stream, so the answer does not depend on the number of workers.
 //!
-//! The `alloc` feature adds owned-buffer conveniences ([`moments::Moments::new`],
-//! [`select::Scratch::new`]); everything else works without it.
+//! Features:
+//! * `alloc` adds owned-buffer conveniences ([`moments::Moments::new`],
+//!   [`select::Scratch::new`]); everything else works without it.
+//! * `std` (implies `alloc`) adds `select::threaded`, group sampling on scoped threads. Threads
+//!   exist only behind this feature: without it the crate starts none.
 //!
 //! ## Embedding it
 //! Implement [`NoisePredictor`] for your model, then run the four stages. A minimal loop with a
