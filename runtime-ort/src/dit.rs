@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Port, SessionConfig};
 use d3hr_core::NoisePredictor;
-use d3hr_core::ddim::combine_guidance;
+use d3hr_core::ddim::{Guidance, combine_guidance};
 use ort::value::{TensorElementType, TensorRef};
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -15,7 +15,9 @@ use std::path::Path;
 /// `[B,C,H,W]`; metadata `latent_shape` (`C,H,W`), `num_classes`, `null_class`.
 ///
 /// With a guidance scale `w ≠ 1` every call runs one doubled batch (conditional, then null
-/// classes) and combines `ε = ε_uncond + w·(ε_cond − ε_uncond)`. Batches larger than
+/// classes) and combines `ε = ε_uncond + w·(ε_cond − ε_uncond)` with the core's
+/// [`combine_guidance`]: the same [`Guidance`] (validation, `w = 1` meaning off) and the same
+/// arithmetic as [`d3hr_core::ddim::Guided`], with owned buffers. Batches larger than
 /// [`with_max_batch`](Self::with_max_batch) are split. One `OrtDit` per thread: ONNX Runtime
 /// sessions are used through `&mut self`.
 pub struct OrtDit {
@@ -23,7 +25,7 @@ pub struct OrtDit {
     latent: [usize; 3],
     num_classes: u32,
     null_class: u32,
-    guidance: f32,
+    guidance: Guidance,
     max_batch: Option<NonZeroUsize>,
     x: Vec<f32>,
     t: Vec<i64>,
@@ -79,7 +81,10 @@ impl OrtDit {
             latent: [dims[0], dims[1], dims[2]],
             num_classes,
             null_class,
-            guidance: 1.0,
+            guidance: Guidance {
+                scale: 1.0,
+                null_class,
+            },
             max_batch: None,
             x: Vec::new(),
             t: Vec::new(),
@@ -88,15 +93,17 @@ impl OrtDit {
         })
     }
 
-    /// Classifier-free guidance scale `w` (1 = off). Errors unless finite and ≥ 0.
+    /// Classifier-free guidance scale `w` (1 = off), with the graph's null class. Errors
+    /// ([`Error::Guidance`]) where [`Guidance::new`] does: unless finite and ≥ 0.
     pub fn with_guidance(mut self, scale: f32) -> Result<Self> {
-        if !(scale.is_finite() && scale >= 0.0) {
-            return Err(Error::Config(format!(
-                "guidance scale must be finite and >= 0, got {scale}"
-            )));
-        }
-        self.guidance = scale;
+        self.guidance = Guidance::new(scale, self.null_class)
+            .map_err(|source| Error::Guidance { scale, source })?;
         Ok(self)
+    }
+
+    /// The guidance in use (scale 1: off).
+    pub fn guidance(&self) -> Guidance {
+        self.guidance
     }
 
     /// Split calls into graph runs of at most `n` latents (before guidance doubling).
@@ -204,7 +211,7 @@ impl NoisePredictor for OrtDit {
         let chunk = self
             .max_batch
             .map_or(classes.len().max(1), NonZeroUsize::get);
-        let guided = self.guidance != 1.0;
+        let guided = self.guidance.is_active();
         for ((cls, x), out) in classes
             .chunks(chunk)
             .zip(latents.chunks(chunk * d))
@@ -216,15 +223,15 @@ impl NoisePredictor for OrtDit {
             self.y.extend(cls.iter().map(|&k| i64::from(k)));
             if guided {
                 self.x.extend_from_slice(x);
-                self.y
-                    .extend(cls.iter().map(|_| i64::from(self.null_class)));
+                let null = i64::from(self.guidance.null_class);
+                self.y.extend(cls.iter().map(|_| null));
             }
             self.t.clear();
             self.t.resize(self.y.len(), i64::from(t));
             self.run()?;
             if guided {
                 let (cond, uncond) = self.eps.split_at_mut(x.len());
-                combine_guidance(cond, uncond, self.guidance);
+                combine_guidance(cond, uncond, self.guidance.scale);
                 out.copy_from_slice(cond);
             } else {
                 out.copy_from_slice(&self.eps);

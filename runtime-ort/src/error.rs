@@ -114,7 +114,15 @@ pub enum Error {
         /// ONNX Runtime's message.
         message: String,
     },
-    /// Invalid settings (guidance scale, thread count…).
+    /// A classifier-free guidance scale the core's [`d3hr_core::ddim::Guidance::new`] refuses.
+    #[error("invalid guidance scale {scale}")]
+    Guidance {
+        /// The scale passed.
+        scale: f32,
+        /// Why the core refused it.
+        source: d3hr_core::Error,
+    },
+    /// Invalid settings (thread count…).
     #[error("{0}")]
     Config(String),
 }

@@ -6,6 +6,7 @@
 //! these tests fail with the install hint rather than pass silently.
 
 use d3hr_core::NoisePredictor;
+use d3hr_core::ddim::{self, Guidance};
 use d3hr_ort::{Device, Error, OrtDit, OrtDitReplicas, OrtVae, SessionConfig};
 use rand_core::SeedableRng;
 use safetensors::SafeTensors;
@@ -173,7 +174,33 @@ fn guidance_doubles_the_batch_and_combines() {
         .collect();
     assert!(max_abs(&got, &want) <= 1e-4);
     assert!(max_abs(&got, &cond) > 1e-3, "guidance had no effect");
-    assert!(dit().with_guidance(f32::NAN).is_err());
+    let err = dit().with_guidance(f32::NAN).err().expect("NaN refused");
+    assert!(matches!(err, Error::Guidance { .. }), "{err}");
+    assert!(std::error::Error::source(&err).is_some(), "{err}");
+}
+
+/// One guidance implementation: the runtime's guided DiT gives, bit for bit, what the core's
+/// [`ddim::Guided`] wrapper gives around an unguided one (same doubled batch, same combination).
+#[test]
+fn guided_dit_equals_the_core_guided_wrapper() {
+    let r = Refs::load();
+    let x = r.f32("dit.x");
+    let d = dit().latent_len();
+    let x2 = &x[..2 * d];
+    let mut ort_guided = dit().with_guidance(4.0).unwrap();
+    assert_eq!(ort_guided.guidance(), Guidance::new(4.0, 10).unwrap());
+    let mut got = vec![0.0; 2 * d];
+    ort_guided.predict(x2, 400, &[3, 7], &mut got).unwrap();
+    let plain = dit();
+    let g = Guidance::new(4.0, plain.null_class()).unwrap();
+    let (mut xs, mut es, mut cs) = (vec![0.0; 4 * d], vec![0.0; 4 * d], vec![0; 4]);
+    let mut core_guided = ddim::Guided::new(plain, g, &mut xs, &mut es, &mut cs);
+    let mut want = vec![0.0; 2 * d];
+    core_guided.predict(x2, 400, &[3, 7], &mut want).unwrap();
+    assert_eq!(
+        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
 }
 
 #[test]
