@@ -2,7 +2,7 @@
 # Writes every distilled set of the README's accuracy table under runs/ (resumable: a set whose
 # manifest.json exists is kept). One full DDIM inversion of the 60,000 training images (~30 min on
 # the 2-core machine) and one DDPM forward mapping (VAE only) feed all the sampled sets.
-#   eval/make_sets.sh            # then: python eval/run_table.py; python eval/make_table.py
+#   eval/make_sets.sh            # then: python -m d3hr_eval.run_table; python -m d3hr_eval.make_table
 # After swapping in another model, move runs/ away first: every statistics file records the SHA-256
 # of the DiT it was made with, and this script stops if one under runs/ names another DiT.
 set -euo pipefail
@@ -38,7 +38,7 @@ for IPC in 1 10 50; do
   sample d3hr_perdim_ipc$IPC --stats $STATS --ipc $IPC --mode per-dim
   sample base_rs_ipc$IPC --stats $STATS --ipc $IPC --mode random
   sample base_ddpm_ipc$IPC --stats runs/stats_ddpm.safetensors --ipc $IPC --mode random
-  [ -d runs/random_real_ipc$IPC ] || $PY eval/random_real.py --ipc $IPC --seed 0 --out runs/random_real_ipc$IPC
+  [ -d runs/random_real_ipc$IPC ] || $PY -m d3hr_eval.random_real --ipc $IPC --seed 0 --out runs/random_real_ipc$IPC
 done
 for M in 100 1000 10000; do
   sample d3hr_joint_m${M}_ipc10 --stats $STATS --ipc 10 --mode joint --m $M

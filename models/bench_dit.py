@@ -38,20 +38,17 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
+import export_dit
+import numpy as np
+import torch
+
+from d3hr_models.dit import PRESETS
+from d3hr_models.machine import machine_info
+from d3hr_models.onnx_export import ort_session, read_metadata
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import export_dit  # noqa: E402
-from d3hr_models.dit import PRESETS  # noqa: E402
-from d3hr_models.machine import machine_info  # noqa: E402
-from d3hr_models.onnx_export import ort_session, read_metadata  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

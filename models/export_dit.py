@@ -43,20 +43,25 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 
+import numpy as np
+import torch
+from torch import nn
+
+from d3hr_models.dit import PRESETS, DiT, DiTConfig, TimestepEmbedder, preset
+from d3hr_models.onnx_export import (
+    DEFAULT_OPSET,
+    DIT_INPUTS,
+    DIT_OUTPUTS,
+    check_io,
+    export_graph,
+    finalize,
+    max_abs_err,
+    ort_session,
+)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from d3hr_models.dit import PRESETS, DiT, DiTConfig, TimestepEmbedder, preset  # noqa: E402
-from d3hr_models.onnx_export import (DEFAULT_OPSET, DIT_INPUTS, DIT_OUTPUTS, check_io, export_graph,  # noqa: E402
-                                     finalize, max_abs_err, ort_session)
 
 SCRIPT = "models/export_dit.py"
 #: SD VAE latent scaling factor (the VAE that the official DiT checkpoints were trained with)

@@ -27,18 +27,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+from d3hr_models.onnx_export import (
+    DEC_INPUTS,
+    DEC_OUTPUTS,
+    DEFAULT_OPSET,
+    ENC_INPUTS,
+    ENC_OUTPUTS,
+    check_io,
+    export_graph,
+    finalize,
+    max_abs_err,
+    ort_session,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from d3hr_models.onnx_export import (DEC_INPUTS, DEC_OUTPUTS, DEFAULT_OPSET, ENC_INPUTS, ENC_OUTPUTS,  # noqa: E402
-                                     check_io, export_graph, finalize, max_abs_err, ort_session)
 
 SCRIPT = "models/export_vae.py"
 

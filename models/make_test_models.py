@@ -24,23 +24,33 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+from safetensors.numpy import save_file
+
+from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample
+from d3hr_models.dit import DiT, DiTConfig, EpsOnly
+from d3hr_models.onnx_export import (
+    DEC_INPUTS,
+    DEC_OUTPUTS,
+    DIT_INPUTS,
+    DIT_OUTPUTS,
+    ENC_INPUTS,
+    ENC_OUTPUTS,
+    MAX_IR_VERSION,
+    check_io,
+    export_graph,
+    finalize,
+    max_abs_err,
+    ort_session,
+    torch_outputs,
+)
+from d3hr_models.vae import KLVAE, VAEConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import torch  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
-from safetensors.numpy import save_file  # noqa: E402
-
-from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample  # noqa: E402
-from d3hr_models.dit import DiT, DiTConfig, EpsOnly  # noqa: E402
-from d3hr_models.onnx_export import (DEC_INPUTS, DEC_OUTPUTS, DIT_INPUTS, DIT_OUTPUTS, ENC_INPUTS,  # noqa: E402
-                                     ENC_OUTPUTS, MAX_IR_VERSION, check_io, export_graph, finalize,
-                                     max_abs_err, ort_session, torch_outputs)
-from d3hr_models.vae import KLVAE, VAEConfig  # noqa: E402
 
 #: made-up latent scaling factor written into the VAE and DiT metadata (the weights are untrained)
 SCALING = 0.5

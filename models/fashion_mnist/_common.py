@@ -1,19 +1,16 @@
-"""Shared helpers for the Fashion-MNIST scripts: import path, seeding, threads, timing."""
+"""Shared helpers for the Fashion-MNIST scripts: folders, seeding, threads, timing."""
 from __future__ import annotations
 
 import os
 import random
-import sys
 import time
+
+import numpy as np
+import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS_DIR = os.path.dirname(HERE)
 REPO_DIR = os.path.dirname(MODELS_DIR)
-if MODELS_DIR not in sys.path:
-    sys.path.insert(0, MODELS_DIR)
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 #: default output folders, relative to this file
 CHECKPOINT_DIR = os.path.join(HERE, "checkpoints")

@@ -11,12 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 
-import _common  # noqa: F401
-from _common import CHECKPOINT_DIR, WORK_DIR, log, set_threads
-
 import numpy as np
 import torch
 
+from d3hr_fashion_mnist._common import CHECKPOINT_DIR, WORK_DIR, log, set_threads
 from d3hr_models.data import DEFAULT_DATA_DIR, load_tensors
 from d3hr_models.vae import load_vae
 

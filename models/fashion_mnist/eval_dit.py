@@ -3,7 +3,7 @@
 (1) For each guidance scale in --scales: draw --per-class noise latents per class, run --sample-steps
     DDIM steps (eta = 0) from t = 999 to t = 0 on the grid round(linspace(0, 999, steps + 1)),
     decode with the VAE (latent / scaling_factor), and report the accuracy of the ConvNet-3 teacher
-    (eval/train_teacher.py) on the decoded images, overall and per class. For reference the teacher's
+    (d3hr_eval.train_teacher) on the decoded images, overall and per class. For reference the teacher's
     accuracy on VAE reconstructions of real test images is reported too.
 (2) Take --roundtrip-n real test latents, DDIM-invert them over --invert-steps steps (t = 0 -> 999,
     predictor evaluated at the target step, as in docs/ALGORITHM.md), then DDIM-sample back over the
@@ -23,22 +23,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-
-import _common  # noqa: F401
-from _common import CHECKPOINT_DIR, REPO_DIR, WORK_DIR, log, seed_everything, set_threads
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(REPO_DIR, "eval"))
-from convnet import load_convnet  # noqa: E402
-from d3hr_models.data import DEFAULT_DATA_DIR, load_tensors  # noqa: E402
-from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample, timestep_grid  # noqa: E402
-from d3hr_models.dit import guided_eps, load_dit  # noqa: E402
-from d3hr_models.onnx_export import ort_session  # noqa: E402
-from d3hr_models.vae import load_vae, psnr  # noqa: E402
+from d3hr_fashion_mnist._common import CHECKPOINT_DIR, WORK_DIR, log, seed_everything, set_threads
+from d3hr_models.data import DEFAULT_DATA_DIR, load_tensors
+from d3hr_models.diffusion import alphas_cumprod, ddim_invert, ddim_sample, timestep_grid
+from d3hr_models.dit import guided_eps, load_dit
+from d3hr_models.onnx_export import ort_session
+from d3hr_models.vae import load_vae, psnr
+
+
+def load_teacher(path: str):
+    """The ConvNet-3 teacher from its checkpoint file alone (``{'config', 'state_dict'}`` as written by
+    ``d3hr_eval.train_teacher``), without importing eval/: depth x [3x3 conv, instance norm (GroupNorm,
+    one group per channel), ReLU, 2x2 average pool], then a linear layer. Returns logits = f(x)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    depth, sd = ckpt["config"]["depth"], ckpt["state_dict"]
+
+    @torch.no_grad()
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for i in range(depth):
+            conv, norm = f"features.{4 * i}", f"features.{4 * i + 1}"
+            x = F.conv2d(x, sd[conv + ".weight"], sd[conv + ".bias"], padding=1)
+            x = F.group_norm(x, x.shape[1], sd[norm + ".weight"], sd[norm + ".bias"])
+            x = F.avg_pool2d(F.relu(x), 2)
+        return F.linear(x.flatten(1), sd["classifier.weight"], sd["classifier.bias"])
+
+    return forward
 
 
 def parse_args() -> argparse.Namespace:
@@ -111,7 +126,7 @@ def main() -> None:
     dit = load_dit(args.dit)
     net = OnnxDiT(args.onnx, args.threads, dit.cfg.null_class) if args.onnx else dit
     vae = load_vae(args.vae)
-    teacher = load_convnet(args.teacher)
+    teacher = load_teacher(args.teacher)
     s = float(vae.scaling_factor)
     ac = alphas_cumprod()
     nc = dit.cfg.num_classes

@@ -18,18 +18,27 @@ from __future__ import annotations
 import argparse
 import os
 
-import _common  # noqa: F401
-from _common import CHECKPOINT_DIR, ONNX_DIR, log, set_threads
-
 import numpy as np
 import torch
 from torch import nn
 
+from d3hr_fashion_mnist._common import CHECKPOINT_DIR, ONNX_DIR, log, set_threads
 from d3hr_models.data import IMAGE_SIZE, PAD, RAW_SIZE
 from d3hr_models.diffusion import BETA_END, BETA_START, NUM_TRAIN_TIMESTEPS
 from d3hr_models.dit import EpsOnly, load_dit
-from d3hr_models.onnx_export import (DEC_INPUTS, DEC_OUTPUTS, DIT_INPUTS, DIT_OUTPUTS, ENC_INPUTS, ENC_OUTPUTS,
-                                     export_graph, finalize, max_abs_err, ort_session, torch_outputs)
+from d3hr_models.onnx_export import (
+    DEC_INPUTS,
+    DEC_OUTPUTS,
+    DIT_INPUTS,
+    DIT_OUTPUTS,
+    ENC_INPUTS,
+    ENC_OUTPUTS,
+    export_graph,
+    finalize,
+    max_abs_err,
+    ort_session,
+    torch_outputs,
+)
 from d3hr_models.vae import load_vae
 
 

@@ -23,13 +23,11 @@ import os
 import tempfile
 import time
 
-import _common  # noqa: F401
-from _common import ONNX_DIR, log
-
 import numpy as np
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from d3hr_fashion_mnist._common import ONNX_DIR, log
 from d3hr_models.machine import machine_info
 from d3hr_models.onnx_export import finalize, ort_session, read_metadata
 

@@ -26,7 +26,6 @@ import json
 import os
 import time
 
-import _common  # noqa: F401  (import path)
 import numpy as np
 import torch
 from PIL import Image

@@ -21,12 +21,10 @@ import argparse
 import copy
 import os
 
-import _common  # noqa: F401
-from _common import CHECKPOINT_DIR, WORK_DIR, Timer, log, seed_everything, set_threads
-
 import numpy as np
 import torch
 
+from d3hr_fashion_mnist._common import CHECKPOINT_DIR, WORK_DIR, Timer, log, seed_everything, set_threads
 from d3hr_models.diffusion import alphas_cumprod, q_sample
 from d3hr_models.dit import DiT, DiTConfig
 

@@ -15,11 +15,9 @@ import argparse
 import math
 import os
 
-import _common  # noqa: F401  (sets sys.path)
-from _common import CHECKPOINT_DIR, Timer, log, seed_everything, set_threads
-
 import torch
 
+from d3hr_fashion_mnist._common import CHECKPOINT_DIR, Timer, log, seed_everything, set_threads
 from d3hr_models.data import DEFAULT_DATA_DIR, crop, load_tensors
 from d3hr_models.vae import KLVAE, VAEConfig, psnr
 

@@ -1,4 +1,4 @@
-"""Collect a campaign's student runs (written by ``eval/run_table.py``) into the README's tables.
+"""Collect a campaign's student runs (written by ``python -m d3hr_eval.run_table``) into the README's tables.
 
 A campaign folder ``results/<date>-<name>/`` holds its runs packed in ``cells.jsonl``, one line per run:
 ``{"file": "cells/<set>.<protocol>.s<seed>.json", "cell": <validate.py JSON>, "log": <its log>}``
@@ -11,8 +11,8 @@ Without ``--results`` it reads the main table's campaign and writes ``results/ta
 ``--results DIR`` it writes ``DIR/table.json`` (``--json`` overrides both).
 
 Examples:
-    python eval/make_table.py > results/table.md
-    python eval/make_table.py --results results/2026-11-29-teacher-b > results/2026-11-29-teacher-b/table.md
+    python -m d3hr_eval.make_table > results/table.md
+    python -m d3hr_eval.make_table --results results/2026-11-29-teacher-b > results/2026-11-29-teacher-b/table.md
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import re
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 #: the campaign behind the README's main table (results/table.md, results/table.json)
 MAIN = os.path.join(REPO, "results", "2026-11-28-main-table")
 CELL = re.compile(r"(.+)\.(hard|soft|dsa)\.s(\d+)\.json$")

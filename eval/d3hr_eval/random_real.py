@@ -4,27 +4,22 @@ baseline row of the accuracy table.
 For every class, ``--ipc`` training images are drawn uniformly without replacement (numpy
 ``default_rng(--seed)``, classes in order 0..9) and written unchanged as 28x28 grayscale PNGs to
 ``<out>/<class id>/<k>.png`` (k = 0..ipc-1), the layout ``d3hr-cli distill`` writes and
-``eval/validate.py`` reads. ``<out>/random_real.json`` records the seed, the IPC and the training-set index
+``python -m d3hr_eval.validate`` reads. ``<out>/random_real.json`` records the seed, the IPC and the training-set index
 of every image.
 
 Example:
-    python eval/random_real.py --ipc 10 --seed 0 --out /tmp/random_real_ipc10_s0
+    python -m d3hr_eval.random_real --ipc 10 --seed 0 --out /tmp/random_real_ipc10_s0
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "models"))
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from d3hr_models.data import DEFAULT_DATA_DIR, NUM_CLASSES, load_split  # noqa: E402
+from d3hr_eval.data import DEFAULT_DATA_DIR, NUM_CLASSES, read_split
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,7 +40,7 @@ def main() -> None:
         raise SystemExit("--ipc must be at least 1")
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
         raise SystemExit(f"{args.out} is not empty (use --force to write into it)")
-    images, labels = load_split(args.data, "train")
+    images, labels = read_split(args.data, "train")
     rng = np.random.default_rng(args.seed)
     chosen: dict[str, list[int]] = {}
     for c in range(NUM_CLASSES):

@@ -7,27 +7,24 @@ Training: SGD momentum 0.9, weight decay 5e-4, cosine learning rate, random 32x3
 padded by 2 more pixels plus horizontal flips, stopped after --epochs or the --minutes budget.
 
 Example:
-    python eval/train_teacher.py --epochs 3
+    python -m d3hr_eval.train_teacher --epochs 3
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
-import sys
 import time
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from d3hr_eval.convnet import ConvNet
+from d3hr_eval.data import DEFAULT_DATA_DIR, read_inputs
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "models"))
-sys.path.insert(0, HERE)
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from convnet import ConvNet  # noqa: E402
-from d3hr_models.data import DEFAULT_DATA_DIR, load_tensors  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,8 +64,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    x_train, y_train = load_tensors(args.data, "train")
-    x_test, y_test = load_tensors(args.data, "test")
+    x_train, y_train = read_inputs(args.data, "train")
+    x_test, y_test = read_inputs(args.data, "test")
     net = ConvNet()
     prev_steps = 0
     if args.init:

@@ -1,6 +1,6 @@
 """Run the student trainings behind the README's accuracy table as a resumable job queue.
 
-Each job is one (distilled set, protocol, seed) triple, run by ``eval/validate.py`` into
+Each job is one (distilled set, protocol, seed) triple, run by ``python -m d3hr_eval.validate`` into
 ``<results>/cells/<set>.<protocol>.s<seed>.json`` (plus a ``.log``); when it finishes, both are appended
 as one line to the campaign's ``<results>/cells.jsonl`` (``{"file", "cell", "log"}``, the format
 ``make_table.py`` reads) and the two loose files are removed. ``--results`` is a campaign folder
@@ -16,13 +16,13 @@ The distilled sets are expected under ``--runs`` with the names the README uses
 ``d3hr_joint_mM_ipc10``); a set that is missing is reported and its jobs skipped.
 
 Examples:
-    python eval/run_table.py --list                   # the plan, in order, with what is done
-    python eval/run_table.py --workers 2 --threads 1  # run what is not done yet
-    python eval/make_table.py                         # the tables from whatever has finished
+    python -m d3hr_eval.run_table --list                   # the plan, in order, with what is done
+    python -m d3hr_eval.run_table --workers 2 --threads 1  # run what is not done yet
+    python -m d3hr_eval.make_table                         # the tables from whatever has finished
     # the soft cells again with another teacher, kept apart from the main table:
-    python eval/run_table.py --protocols soft --teacher models/fashion_mnist/checkpoints/teacher_convnet3_b.pt \
+    python -m d3hr_eval.run_table --protocols soft --teacher models/fashion_mnist/checkpoints/teacher_convnet3_b.pt \
         --results results/2026-11-29-teacher-b --seeds 0 --match '.*_ipc10'
-    python eval/make_table.py --results results/2026-11-29-teacher-b
+    python -m d3hr_eval.make_table --results results/2026-11-29-teacher-b
 """
 from __future__ import annotations
 
@@ -32,14 +32,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-import make_table
+from d3hr_eval import make_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 TEACHER = os.path.join(REPO, "models", "fashion_mnist", "checkpoints", "teacher_convnet3.pt")
 
 #: table rows, in the order the README prints them (make_table.py holds their labels)
@@ -107,7 +107,7 @@ def cell_path(results: str, job: tuple[str, str, int]) -> str:
 
 def command(args: argparse.Namespace, job: tuple[str, str, int]) -> list[str]:
     name, proto, seed = job
-    cmd = [sys.executable, os.path.join(HERE, "validate.py"), "--data", os.path.join(args.runs, name),
+    cmd = [sys.executable, "-m", "d3hr_eval.validate", "--data", os.path.join(args.runs, name),
            "--seeds", str(seed), "--threads", str(args.threads), "--json", cell_path(args.results, job)]
     if proto == "hard":
         cmd += ["--protocol", "hard"]

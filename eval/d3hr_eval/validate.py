@@ -2,10 +2,10 @@
 its top-1 accuracy on the real Fashion-MNIST test set (all 10,000 images), mean +- std over seeds.
 
 Input: an ImageFolder tree ``DIR/<class id>/<k>.png`` as written by ``d3hr-cli distill`` or
-``eval/random_real.py``. Class folders must be named by their class id (0..9); hidden folders (such as
+``python -m d3hr_eval.random_real``. Class folders must be named by their class id (0..9); hidden folders (such as
 ``.d3hr``) and files at the top level (``manifest.json``, ``stats.safetensors``) are ignored. Images of
 any size and mode are accepted: converted to grayscale, resized to 28x28 (Lanczos) if needed, mapped to
-[-1, 1] and padded to 32x32 with -1 -- the representation the teacher (eval/train_teacher.py) and the
+[-1, 1] and padded to 32x32 with -1 -- the representation the teacher (d3hr_eval.train_teacher) and the
 test set use.
 
 Protocols (``--protocol``):
@@ -22,7 +22,7 @@ hard  The DC/DSA hard-label protocol: ConvNet-3 (width 128, instance norm, ReLU,
       mean 0.2861, std 0.3530), so zero fill means the mean intensity as in DC, then the result is
       re-padded to 32x32 with -1. The default epochs become 1000.
 soft  The RDED-style protocol of the D3HR paper: soft labels from a teacher (``--teacher``, a ConvNet-3
-      checkpoint written by eval/train_teacher.py) computed on the same augmented batch the student
+      checkpoint written by d3hr_eval.train_teacher) computed on the same augmented batch the student
       sees (per-image RandomResizedCrop to 28x28 with scale ``--crop-scale`` and aspect ratio
       [3/4, 4/3], horizontal flip p = 0.5, optional CutMix with ``--cutmix``), loss
       KL(teacher || student) on logits softened by temperature T (``--temperature``, default 20;
@@ -33,9 +33,9 @@ Output: per-seed accuracies, mean and std (numpy std, ddof 0) printed and, with 
 every setting, the images found per class and the wall time.
 
 Examples:
-    python eval/validate.py --data out/ipc10 --protocol hard --seeds 0,1,2,3,4 --json hard.json
-    python eval/validate.py --data out/ipc10 --protocol hard --dsa --seeds 0,1,2 --json dsa.json
-    python eval/validate.py --data out/ipc10 --protocol soft \\
+    python -m d3hr_eval.validate --data out/ipc10 --protocol hard --seeds 0,1,2,3,4 --json hard.json
+    python -m d3hr_eval.validate --data out/ipc10 --protocol hard --dsa --seeds 0,1,2 --json dsa.json
+    python -m d3hr_eval.validate --data out/ipc10 --protocol soft \\
         --teacher models/fashion_mnist/checkpoints/teacher_convnet3.pt --seeds 0,1,2 --json soft.json
 """
 from __future__ import annotations
@@ -45,22 +45,15 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "models"))
-sys.path.insert(0, HERE)
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from convnet import ConvNet, load_convnet  # noqa: E402
-from d3hr_models.data import DEFAULT_DATA_DIR, NUM_CLASSES, PAD, RAW_SIZE, load_tensors  # noqa: E402
-from d3hr_models.machine import machine_info  # noqa: E402
+from d3hr_eval.convnet import ConvNet, load_convnet
+from d3hr_eval.data import DEFAULT_DATA_DIR, NUM_CLASSES, PAD, RAW_SIZE, machine, pad32, read_inputs
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: Fashion-MNIST pixel statistics in [0, 1] used by the DC/DSA code to normalise images.
@@ -81,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dsa", action="store_true",
                    help="hard protocol only: add DSA augmentation (default epochs become 1000)")
     p.add_argument("--teacher", default="",
-                   help="soft protocol only: ConvNet-3 checkpoint written by eval/train_teacher.py")
+                   help="soft protocol only: ConvNet-3 checkpoint written by d3hr_eval.train_teacher")
     p.add_argument("--seeds", default="0,1,2",
                    help="comma-separated seeds, one student per seed (>= 3 for a table cell; 5 for the "
                         "final table)")
@@ -140,7 +133,7 @@ def load_image_folder(root: str) -> tuple[torch.Tensor, torch.Tensor, dict[int, 
     if not xs:
         raise SystemExit(f"{root}: no images found in class folders")
     x = torch.from_numpy(np.stack(xs).astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
-    x = F.pad(x, (PAD, PAD, PAD, PAD), value=-1.0)
+    x = pad32(x)
     return x, torch.tensor(ys, dtype=torch.int64), {c: counts.get(c, 0) for c in range(NUM_CLASSES)}
 
 
@@ -342,7 +335,7 @@ def main() -> None:
     if args.dsa and args.protocol != "hard":
         raise SystemExit("--dsa belongs to the hard protocol")
     if args.protocol == "soft" and not args.teacher:
-        raise SystemExit("--protocol soft needs --teacher (a checkpoint from eval/train_teacher.py)")
+        raise SystemExit("--protocol soft needs --teacher (a checkpoint from d3hr_eval.train_teacher)")
     hard = args.protocol == "hard"
     args.epochs = args.epochs or (1000 if args.dsa else 300 if hard else 300)
     args.batch = args.batch or (256 if hard else 50)
@@ -357,7 +350,7 @@ def main() -> None:
 
     t0 = time.time()
     x, y, counts = load_image_folder(args.data)
-    x_test, y_test = load_tensors(args.test_data, "test")
+    x_test, y_test = read_inputs(args.test_data, "test")
     if args.test_limit:
         x_test, y_test = x_test[:args.test_limit], y_test[:args.test_limit]
     ipc = sorted(set(counts.values()))
@@ -410,7 +403,7 @@ def main() -> None:
             "test_images": len(x_test),
             "teacher": teacher_info or None,
             "seeds": seeds, "accuracies": accs, "mean": mean, "std": std, "std_ddof": 0,
-            "runs": runs, "wall_seconds": wall, "machine": machine_info(),
+            "runs": runs, "wall_seconds": wall, "machine": machine(),
             "torch": torch.__version__, "python": platform.python_version(),
         }
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

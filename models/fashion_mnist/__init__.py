@@ -1,0 +1,1 @@
+"""The Fashion-MNIST scripts (train_vae, train_dit, encode, export, eval_dit, quantize_dit, torch_distill) as a package, so `python -m d3hr_fashion_mnist.<script>` works once `pip install -e models` is done."""
