@@ -145,20 +145,18 @@ pub(super) fn released_code_loss(cfg: &Config, t: &Targets<'_>, g: &[f32]) -> f6
         let var = (0..n).map(|i| (x(i) - mean) * (x(i) - mean)).sum::<f64>() / (nf - 1.0);
         (mean, libm::sqrt(var))
     };
-    let (mut mean_sq, mut std_sq) = (0.0f64, 0.0f64);
-    for d in 0..dims {
-        let sigma = f64::from(t.std[d]);
-        let (m, sd) = column(d);
-        mean_sq += sigma * sigma * m * m;
-        std_sq += sigma * sigma * (sd - 1.0) * (sd - 1.0);
-    }
-    let mut skew_sq = 0.0f64;
+    let (mut mean_sq, mut std_sq, mut skew_sq) = (0.0f64, 0.0f64, 0.0f64);
     let mut cubes = [0.0f64; MEMBER_BLOCK];
     for start in (0..n).step_by(MEMBER_BLOCK) {
         let members = start..n.min(start + MEMBER_BLOCK);
         cubes.fill(0.0);
         for d in 0..dims {
             let (m, sd) = column(d);
+            if start == 0 {
+                let sigma = f64::from(t.std[d]);
+                mean_sq += sigma * sigma * m * m;
+                std_sq += sigma * sigma * (sd - 1.0) * (sd - 1.0);
+            }
             if sd > 0.0 {
                 for (k, i) in members.clone().enumerate() {
                     let u = (f64::from(g[i * dims + d]) - m) / sd;
