@@ -1,33 +1,70 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Everything that can go wrong between a `.onnx` file and a prediction. Messages name the file
-/// and the offending input, output, key or value.
+/// and the offending input, output, key or value; an underlying error (I/O, the library loader,
+/// ONNX Runtime, the core's validation) is the [`source`](std::error::Error::source), not repeated
+/// in the message, so print the chain (`{:#}` with anyhow).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No ONNX Runtime shared library was found.
     #[error(
-        "ONNX Runtime library not found (looked at: {tried}).\n\
+        "ONNX Runtime library not found (looked at: {}).\n\
          Install it with `python3 -m pip install onnxruntime=={pinned}` (CPU) or \
          `python3 -m pip install onnxruntime-gpu=={pinned}` (CUDA), or point ORT_DYLIB_PATH at \
-         libonnxruntime.so / onnxruntime.dll / libonnxruntime.dylib"
+         libonnxruntime.so / onnxruntime.dll / libonnxruntime.dylib",
+        .tried.join("; ")
     )]
     LibraryNotFound {
-        /// What was searched, in order.
-        tried: String,
+        /// What was searched, in order (a variable, or an interpreter and what it had).
+        tried: Vec<String>,
         /// The tested ONNX Runtime version.
         pinned: &'static str,
     },
-    /// The library was found but could not be loaded or initialised.
-    #[error("cannot load ONNX Runtime from {path}: {message}")]
+    /// `--ort-lib` or `ORT_DYLIB_PATH` names a file that does not exist.
+    #[error("cannot load ONNX Runtime from {path}: {given_by} names a file that does not exist")]
+    LibraryFileMissing {
+        /// The path given.
+        path: PathBuf,
+        /// Who gave it (`--ort-lib`, `ORT_DYLIB_PATH`).
+        given_by: &'static str,
+    },
+    /// The library is older than the ONNX Runtime API this build of `ort` needs.
+    #[error(
+        "ONNX Runtime at {path} is version {found}, but d3hr needs 1.{required_minor} or newer; \
+         install the tested version with `python3 -m pip install onnxruntime=={tested}` \
+         (or onnxruntime-gpu=={tested})"
+    )]
+    VersionMismatch {
+        /// The library file.
+        path: PathBuf,
+        /// Its version string.
+        found: String,
+        /// The least minor version (`1.x`) the API needs.
+        required_minor: u32,
+        /// The tested ONNX Runtime version.
+        tested: &'static str,
+    },
+    /// The library was found but could not be loaded (not a shared library, missing symbols or
+    /// dependencies…). Remembered for the process: a second load would fail the same way.
+    #[error("cannot load ONNX Runtime from {path}")]
     LoadLibrary {
         /// The library file.
         path: PathBuf,
-        /// ONNX Runtime's or the loader's message.
-        message: String,
+        /// The loader's error.
+        source: Arc<ort::LoadDynamicError>,
+    },
+    /// The library was loaded but its environment could not be created.
+    #[error("cannot initialise ONNX Runtime from {path}")]
+    InitLibrary {
+        /// The library file.
+        path: PathBuf,
+        /// ONNX Runtime's error.
+        source: Arc<ort::Error>,
     },
     /// The model file is missing or unreadable.
-    #[error("cannot read model {path}: {source}")]
+    #[error("cannot read model {path}")]
     Io {
         /// The model file.
         path: PathBuf,
@@ -122,9 +159,15 @@ pub enum Error {
         /// Why the core refused it.
         source: d3hr_core::Error,
     },
-    /// Invalid settings (thread count…).
-    #[error("{0}")]
-    Config(String),
+    /// A VAE was asked for neither an encoder nor a decoder graph.
+    #[error("a VAE needs an encoder or a decoder graph")]
+    NoVaeGraph,
+    /// Encoding was asked of a VAE loaded without its encoder graph.
+    #[error("no VAE encoder graph was loaded (--vae-encoder)")]
+    NoEncoder,
+    /// Decoding was asked of a VAE loaded without its decoder graph.
+    #[error("no VAE decoder graph was loaded (--vae-decoder)")]
+    NoDecoder,
 }
 
 /// Result with this crate's [`Error`].

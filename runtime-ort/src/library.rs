@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The ONNX Runtime version this crate is tested with (pinned in `.ci/run`).
 pub const TESTED_ORT_VERSION: &str = "1.31.1";
@@ -59,21 +59,21 @@ pub fn find_library(explicit: Option<&Path>) -> Result<Library> {
         }
     }
     Err(Error::LibraryNotFound {
-        tried: tried.join("; "),
+        tried,
         pinned: TESTED_ORT_VERSION,
     })
 }
 
-fn existing(p: &Path, source: &str) -> Result<Library> {
+fn existing(p: &Path, given_by: &'static str) -> Result<Library> {
     if p.is_file() {
         Ok(Library {
             path: p.to_path_buf(),
-            source: source.to_string(),
+            source: given_by.to_string(),
         })
     } else {
-        Err(Error::LoadLibrary {
+        Err(Error::LibraryFileMissing {
             path: p.to_path_buf(),
-            message: format!("{source} names a file that does not exist"),
+            given_by,
         })
     }
 }
@@ -112,16 +112,48 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
     found.into_iter().next()
 }
 
+/// Why the one load of ONNX Runtime failed, kept for the rest of the process.
+enum LoadFailure {
+    Load(PathBuf, Arc<ort::LoadDynamicError>),
+    Init(PathBuf, Arc<ort::Error>),
+}
+
+impl LoadFailure {
+    /// The error to report, every time it is asked for: a library older than the API `ort` needs
+    /// is a [`Error::VersionMismatch`].
+    fn to_error(&self) -> Error {
+        match self {
+            LoadFailure::Load(path, e) => match &**e {
+                ort::LoadDynamicError::BadVersion { version_str, .. } => Error::VersionMismatch {
+                    path: path.clone(),
+                    found: version_str.clone(),
+                    required_minor: ort::MINOR_VERSION,
+                    tested: TESTED_ORT_VERSION,
+                },
+                _ => Error::LoadLibrary {
+                    path: path.clone(),
+                    source: Arc::clone(e),
+                },
+            },
+            LoadFailure::Init(path, e) => Error::InitLibrary {
+                path: path.clone(),
+                source: Arc::clone(e),
+            },
+        }
+    }
+}
+
 static ENVIRONMENT: OnceLock<
-    std::result::Result<(ort::environment::Environment, Library), String>,
+    std::result::Result<(ort::environment::Environment, Library), LoadFailure>,
 > = OnceLock::new();
 
 /// Load ONNX Runtime once per process (the first successful load wins) and return its
 /// environment and where it came from.
 ///
 /// A library that cannot be found is reported as [`Error::LibraryNotFound`] and not remembered, so
-/// a later call may pass an explicit path; a library that was found but failed to load or
-/// initialise is remembered, since ONNX Runtime cannot be loaded twice into one process.
+/// a later call may pass an explicit path; a library that was found but failed to load
+/// ([`Error::LoadLibrary`], [`Error::VersionMismatch`]) or initialise ([`Error::InitLibrary`]) is
+/// remembered, since ONNX Runtime cannot be loaded twice into one process.
 pub fn environment(
     explicit: Option<&Path>,
 ) -> Result<(&'static ort::environment::Environment, &'static Library)> {
@@ -131,23 +163,16 @@ pub fn environment(
             let lib = find_library(explicit)?;
             ENVIRONMENT.get_or_init(|| {
                 let env = ort::init_from(&lib.path)
-                    .map_err(|e| {
-                        format!("cannot load ONNX Runtime from {}: {e}", lib.path.display())
-                    })?
+                    .map_err(|e| LoadFailure::Load(lib.path.clone(), Arc::new(e)))?
                     .with_name("d3hr")
                     .build()
-                    .map_err(|e| {
-                        format!(
-                            "cannot initialise ONNX Runtime from {}: {e}",
-                            lib.path.display()
-                        )
-                    })?;
+                    .map_err(|e| LoadFailure::Init(lib.path.clone(), Arc::new(e)))?;
                 Ok((env, lib))
             })
         }
     };
     match slot {
         Ok((env, lib)) => Ok((env, lib)),
-        Err(msg) => Err(Error::Config(msg.clone())),
+        Err(failure) => Err(failure.to_error()),
     }
 }

@@ -120,9 +120,7 @@ impl OrtVae {
             }
             (Some(g), None) | (None, Some(g)) => shapes(g)?,
             (None, None) => {
-                return Err(Error::Config(
-                    "a VAE needs an encoder or a decoder graph".into(),
-                ));
+                return Err(Error::NoVaeGraph);
             }
         };
         if let Some(e) = &enc {
@@ -180,9 +178,7 @@ impl OrtVae {
     /// Run the encoder on `images` (`B·Ci·S·S` values in [-1, 1]); returns `(mean, logvar)`
     /// unscaled, `B·C·h·w` each.
     pub fn posterior(&mut self, images: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
-        let enc = self.encoder.as_mut().ok_or_else(|| {
-            Error::Config("no VAE encoder graph was loaded (--vae-encoder)".into())
-        })?;
+        let enc = self.encoder.as_mut().ok_or(Error::NoEncoder)?;
         let per: usize = self.image.iter().product();
         let b = images.len() / per.max(1);
         let [ci, s1, s2] = self.image;
@@ -297,9 +293,7 @@ impl OrtVae {
         let (lat, img) = (self.latent, self.image);
         let per: usize = lat.iter().product();
         let per_img: usize = img.iter().product();
-        let dec = self.decoder.as_mut().ok_or_else(|| {
-            Error::Config("no VAE decoder graph was loaded (--vae-decoder)".into())
-        })?;
+        let dec = self.decoder.as_mut().ok_or(Error::NoDecoder)?;
         let b = latents.len() / per;
         if b == 0 || latents.len() != b * per || out.len() != b * per_img {
             return Err(Error::Batch {

@@ -255,6 +255,12 @@ fn truncated_model_is_an_error_not_a_crash() {
     assert!(
         matches!(missing, Error::Io { .. }) && missing.to_string().contains("no_such_model.onnx")
     );
+    // The I/O error is the source, not repeated in the message (`{:#}` chains print both).
+    let source = std::error::Error::source(&missing).expect("the I/O error");
+    assert!(
+        !missing.to_string().contains(&source.to_string()),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -393,7 +399,31 @@ fn batch_of_the_wrong_shape_is_refused() {
         vae.decode(&[0.0; 100], &mut [0.0; 1024]),
         Err(Error::Batch { .. })
     ));
-    assert!(matches!(vae.posterior(&[0.0; 1024]), Err(Error::Config(_))));
+    assert!(matches!(vae.posterior(&[0.0; 1024]), Err(Error::NoEncoder)));
+    let mut vae = OrtVae::load(Some(&data("tiny_vae_encoder.onnx")), None, &cpu()).unwrap();
+    assert!(matches!(
+        vae.decode(&[0.0; 100], &mut [0.0; 1024]),
+        Err(Error::NoDecoder)
+    ));
+    assert!(matches!(
+        OrtVae::load(None, None, &cpu()),
+        Err(Error::NoVaeGraph)
+    ));
+}
+
+/// Library errors are typed: a missing explicit library names the path and who gave it.
+#[test]
+fn missing_explicit_library_is_typed() {
+    let path = std::path::Path::new("/no/such/dir/libonnxruntime.so");
+    let err = d3hr_ort::find_library(Some(path)).expect_err("must fail");
+    assert!(
+        matches!(&err, Error::LibraryFileMissing { path: p, given_by: "--ort-lib" } if p == path),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("/no/such/dir/libonnxruntime.so"),
+        "{err}"
+    );
 }
 
 #[test]
