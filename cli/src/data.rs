@@ -404,7 +404,8 @@ impl Dataset {
             }
             let ids: Vec<u32> = classes[range.clone()].iter().map(|c| c.id).collect();
             part = Some(format!(
-                "class shard {i}/{n} ({from}): classes {}",
+                "class shard {i}/{n} ({from}): class{} {}",
+                if ids.len() == 1 { "" } else { "es" },
                 describe_ids(&ids)
             ));
             classes = classes.drain(range).collect();
