@@ -41,9 +41,8 @@ missing=()
 for ((i = 0; i < counts; i++)); do
     [[ -f $out/shard-$i-of-$counts.safetensors ]] || missing+=("$i")
 done
-# Arrays that do not start at 0 (--array=1-8) name their files by task id: only the count matters.
-if ((${#shards[@]} != counts)); then
-    echo "d3hr: $out has ${#shards[@]} of the $counts shard files (missing tasks: ${missing[*]:-?})" >&2
+if ((${#missing[@]} || ${#shards[@]} != counts)); then
+    echo "d3hr: $out has ${#shards[@]} files for $counts shards (missing shards: ${missing[*]:-none})" >&2
     exit 1
 fi
 

@@ -8,7 +8,9 @@
 #      (`scontrol requeue`) after its first class: it must keep its finished classes and go on.
 #      The merged statistics and every image must be byte-identical to a single `d3hr-cli`
 #      process's `invert` + `sample` on the same data.
-#   2. An array over data with one bad class (id 10, which the DiT does not know) fails in the
+#   2. A 2-task array by image (--shard auto) and a merge-only dependent job give the bytes of
+#      the same two shards inverted and merged by one process.
+#   3. An array over data with one bad class (id 10, which the DiT does not know) fails in the
 #      task that holds it; the dependent job must never run, and the failed task's log must name
 #      its shard.
 #
@@ -154,7 +156,33 @@ n=$(find "$out/distilled" -name '*.png' | wc -l)
 ((n == 30)) || fail "expected 30 images (10 classes x IPC 3), found $n"
 say "identical, byte for byte: merged statistics and all $n images equal the one-process run"
 
-# === 2. A bad shard: its task fails, names the shard, and the dependent job never runs. =====
+# === 2. By image: a 2-task array and a merge-only dependent job = the same shards made and
+# merged by one process, byte for byte (image shards equal the whole only to rounding). =====
+say "a 2-task array by image (4 images per class) and a merge-only dependent job"
+small=(--limit-per-class 4 --seed 7)
+out3=$work/array-image
+jid3=$(D3HR_SPLIT=image sbatch --parsable --array=0-1 --output="$work/logs/image-invert-%A_%a.out" \
+    "$here/invert-array.sh" "$out3" "${small[@]}") || fail "sbatch of the image array"
+mid3=$(sbatch --parsable --dependency="afterok:$jid3" --kill-on-invalid-dep=yes \
+    --output="$work/logs/image-merge-%j.out" "$here/merge-sample.sh" "$out3") ||
+    fail "sbatch of the image merge job"
+for i in 0 1; do
+    "$D3HR_CLI" --quiet --threads 1 invert --shard "$i/2" "${small[@]}" \
+        --out "$work/ref-image/shard-$i-of-2.safetensors" || fail "reference image shard $i"
+done
+"$D3HR_CLI" --quiet merge --out "$work/ref-image/stats.safetensors" \
+    "$work/ref-image/shard-0-of-2.safetensors" "$work/ref-image/shard-1-of-2.safetensors" ||
+    fail "reference merge"
+wait_done "$jid3" 240
+wait_done "$mid3" 120
+[[ $(state_of "$mid3") == COMPLETED ]] || fail "image merge job ended $(state_of "$mid3")"
+grep -q 'image shard 1/2 (Slurm array task 1 of 0-1:1)' "$work/logs/image-invert-${jid3}_1.out" ||
+    fail "task 1 of the image array did not take image shard 1/2"
+cmp "$work/ref-image/stats.safetensors" "$out3/stats.safetensors" ||
+    fail "image shards merged under Slurm differ from the same shards merged by one process"
+say "identical, byte for byte: image shards merged under Slurm and by one process"
+
+# === 3. A bad shard: its task fails, names the shard, and the dependent job never runs. =====
 say "an array over data with a bad class (id 10, unknown to the DiT)"
 bad=$work/bad
 mkdir -p "$bad"
@@ -198,7 +226,7 @@ grep -q 'JobState=CANCELLED' <<<"$info" && grep -q 'Reason=DependencyNeverSatisf
 log3=$work/logs/bad-invert-${jid2}_3.out
 grep -q 'class shard 3/4 (Slurm array task 3 of 0-3:1): classes 8..11: class `10` has id 10' "$log3" ||
     fail "task 3's error does not name its shard and the bad class (log: $log3)"
-grep -q "FAILED: array task 3 of 4 (job ${jid2}_3" "$log3" || fail "task 3's log has no FAILED line"
+grep -q "FAILED: array task 3, shard 3 of 4 (job ${jid2}_3" "$log3" || fail "task 3's log has no FAILED line"
 say "task 3 failed naming its shard; merge job $mid2 cancelled (DependencyNeverSatisfied), never ran:"
 grep -h 'FAILED\|"event":"error"' "$log3" | sed 's/^/    /'
 
