@@ -8,6 +8,7 @@
 #   up       write the configuration and start the daemons; wait until the node is idle
 #   down     cancel every job, stop the daemons this script started, remove the state folder
 #   status   sinfo and squeue
+#   logs     the last lines of each daemon's log
 #   env      print `export SLURM_CONF=…` (eval "$(local-cluster.sh env)" to use sbatch & co.)
 #
 # Everything lives in D3HR_SLURM_DIR (default /tmp/d3hr-slurm): configuration, munge key and

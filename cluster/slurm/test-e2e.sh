@@ -126,7 +126,7 @@ until compgen -G "$partial/class-*.safetensors" >/dev/null; do
     ((SECONDS - t0 < 180)) || fail "task 1 wrote no class checkpoint within 180 s"
     [[ $(state_of "${jid}_1") =~ ^(PENDING|RUNNING|CONFIGURING)$ ]] ||
         fail "task 1 ended ($(state_of "${jid}_1")) before it could be requeued"
-    sleep 0.2
+    sleep 0.1
 done
 kept_before=$(cd "$partial" && ls class-*.safetensors | sed 's/class-\(.*\)\.safetensors/\1/' | sort)
 scontrol requeue "${jid}_1" || fail "scontrol requeue ${jid}_1"
