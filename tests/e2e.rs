@@ -1071,3 +1071,198 @@ fn saved_candidates_contain_the_choice() {
         }
     }
 }
+
+// --- Job arrays: `--shard auto` and `--classes auto` (cluster/slurm, docs/cluster.md) ---------
+
+/// The variables `auto` reads; removed from a test's environment before it sets its own, so
+/// that a test run inside a Slurm job sees only what it sets.
+const ARRAY_VARS: [&str; 8] = [
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
+    "SLURM_ARRAY_TASK_STEP",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_JOB_ID",
+    "JOB_COMPLETION_INDEX",
+    "D3HR_SHARD_COUNT",
+];
+
+/// `d3hr-cli` with the test models, `args`, and exactly the job-array variables `vars`.
+fn run_in_array(args: &[&str], vars: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(model_args()).args(args);
+    for v in ARRAY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.envs(vars.iter().map(|(k, v)| (k, v)));
+    cmd.output().expect("run d3hr-cli")
+}
+
+/// Slurm's variables for task `id` of `--array=0-(n-1)`.
+fn slurm_task(id: usize, n: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("SLURM_ARRAY_TASK_ID", id.to_string()),
+        ("SLURM_ARRAY_TASK_MIN", "0".into()),
+        ("SLURM_ARRAY_TASK_MAX", (n - 1).to_string()),
+        ("SLURM_ARRAY_TASK_STEP", "1".into()),
+        ("SLURM_ARRAY_TASK_COUNT", n.to_string()),
+    ]
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn shard_auto_reads_the_job_array_and_refuses_to_guess() {
+    let dir = scratch("shard-auto");
+    let images = idx_files(&dir, 30, 3);
+    let invert = |flag: &str, value: &str, out: &Path| {
+        vec![
+            "invert".to_string(),
+            "--data".into(),
+            s(&images),
+            flag.into(),
+            value.into(),
+            "--seed".into(),
+            "5".into(),
+            "--out".into(),
+            s(out),
+        ]
+    };
+    // Outside a job array, `auto` is an error that says where it looked.
+    for flag in ["--shard", "--classes"] {
+        let o = run_in_array(&args(&invert(flag, "auto", &dir.join("x.st"))), &[]);
+        let err = stderr_of(&o);
+        assert!(
+            !o.status.success(),
+            "{flag} auto outside an array succeeded"
+        );
+        assert!(
+            err.contains(&format!("{flag} auto"))
+                && err.contains("SLURM_ARRAY_TASK_ID")
+                && err.contains("JOB_COMPLETION_INDEX"),
+            "{err}"
+        );
+        assert!(!dir.join("x.st").exists());
+    }
+    // A Kubernetes index without a count is refused too.
+    let o = run_in_array(
+        &args(&invert("--shard", "auto", &dir.join("x.st"))),
+        &[("JOB_COMPLETION_INDEX", "1".into())],
+    );
+    assert!(!o.status.success() && stderr_of(&o).contains("D3HR_SHARD_COUNT"));
+    // Slurm task 1 of 3 (`--array=0-2`, or `--array=4-8:2`) is `--shard 1/3`, byte for byte;
+    // so is Kubernetes index 1 of 3.
+    let explicit = dir.join("explicit.st");
+    ok(&args(&invert("--shard", "1/3", &explicit)));
+    let stepped = vec![
+        ("SLURM_ARRAY_TASK_ID", "6".to_string()),
+        ("SLURM_ARRAY_TASK_MIN", "4".into()),
+        ("SLURM_ARRAY_TASK_MAX", "8".into()),
+        ("SLURM_ARRAY_TASK_STEP", "2".into()),
+        ("SLURM_ARRAY_TASK_COUNT", "3".into()),
+    ];
+    let k8s = vec![
+        ("JOB_COMPLETION_INDEX", "1".to_string()),
+        ("D3HR_SHARD_COUNT", "3".into()),
+    ];
+    for (name, vars) in [
+        ("slurm", slurm_task(1, 3)),
+        ("stepped", stepped),
+        ("k8s", k8s),
+    ] {
+        let out = dir.join(format!("{name}.st"));
+        let o = run_in_array(&args(&invert("--shard", "auto", &out)), &vars);
+        assert!(o.status.success(), "{name}: {}", stderr_of(&o));
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&explicit).unwrap(),
+            "{name}: --shard auto is --shard 1/3"
+        );
+    }
+    // Both `auto`s at once would split twice by the same index.
+    let mut both = invert("--shard", "auto", &dir.join("y.st"));
+    both.extend(["--classes".into(), "auto".into()]);
+    let o = run_in_array(&args(&both), &slurm_task(0, 2));
+    assert!(!o.status.success() && stderr_of(&o).contains("use one of them"));
+}
+
+#[test]
+fn classes_auto_shards_merge_to_the_same_bytes() {
+    let dir = scratch("classes-auto");
+    let images = idx_files(&dir, 40, 4);
+    let whole = dir.join("whole.st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "8",
+        "--out",
+        &s(&whole),
+    ]);
+    // Three tasks over four classes take [0], [1], [2, 3].
+    let mut shards = Vec::new();
+    for (i, want) in [(0, "class 0\""), (1, "class 1\""), (2, "classes 2..4")] {
+        let out = dir.join(format!("shard-{i}.st"));
+        let o = run_in_array(
+            &[
+                "--json",
+                "invert",
+                "--data",
+                &s(&images),
+                "--classes",
+                "auto",
+                "--seed",
+                "8",
+                "--out",
+                &s(&out),
+            ],
+            &slurm_task(i, 3),
+        );
+        assert!(o.status.success(), "task {i}: {}", stderr_of(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains(&format!("class shard {i}/3")) && stdout.contains(want),
+            "task {i} notes its part: {stdout}"
+        );
+        shards.push(s(&out));
+    }
+    // Merged in any order, in any process: the bytes of the one-process run (safetensors writes
+    // its metadata in HashMap order unless the header is sorted, so repeat the merge).
+    for k in 0..6 {
+        let merged = dir.join(format!("merged-{k}.st"));
+        let mut args = vec!["merge".to_string(), "--out".into(), s(&merged)];
+        args.extend(shards.iter().cycle().skip(k).take(3).cloned());
+        ok(&self::args(&args));
+        assert_eq!(
+            std::fs::read(&merged).unwrap(),
+            std::fs::read(&whole).unwrap(),
+            "merge {k} of the class shards is the whole, byte for byte"
+        );
+    }
+    // More tasks than classes: a task left without a class says so instead of writing an empty
+    // file (five tasks over four classes: task 0 gets none).
+    let o = run_in_array(
+        &[
+            "invert",
+            "--data",
+            &s(&images),
+            "--classes",
+            "auto",
+            "--out",
+            &s(&dir.join("none.st")),
+        ],
+        &slurm_task(0, 5),
+    );
+    let err = stderr_of(&o);
+    assert!(
+        !o.status.success() && err.contains("only 4 classes") && err.contains("at most 4 tasks"),
+        "{err}"
+    );
+}

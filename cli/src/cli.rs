@@ -97,10 +97,14 @@ pub struct DataArgs {
     /// Default: sorted folder names get ids 0, 1, …
     #[arg(long, value_name = "FILE")]
     pub class_map: Option<PathBuf>,
-    /// Only these class ids, as `a..b` (end exclusive) or `a,b,c`.
+    /// Only these class ids, as `a..b` (end exclusive) or `a,b,c`. `auto`: this job-array task's
+    /// block of the data's classes (task i of n takes the sorted classes [i·k/n, (i+1)·k/n); the
+    /// index and count are read as for `--shard auto`).
     #[arg(long, value_name = "RANGE")]
     pub classes: Option<String>,
-    /// Only image shard `i` of `n` (images whose index within their class ≡ i mod n).
+    /// Only image shard `i` of `n` (images whose index within their class ≡ i mod n). `auto`: i
+    /// and n from a Slurm job array (SLURM_ARRAY_TASK_ID and the array's range) or a Kubernetes
+    /// Indexed Job (JOB_COMPLETION_INDEX out of D3HR_SHARD_COUNT); an error outside one.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<String>,
     /// Use at most this many images per class (the first ones).

@@ -47,6 +47,18 @@ pub struct Dataset {
     pub kind: &'static str,
     pub classes: Vec<Class>,
     pub idx: Option<Arc<IdxImages>>,
+    /// Which part of the data this task took with `--shard auto` / `--classes auto`, and why.
+    pub part: Option<String>,
+}
+
+/// `3`, `3,7` or `2..5` (a run of consecutive ids).
+fn describe_ids(ids: &[u32]) -> String {
+    match ids {
+        [first, .., last] if ids.windows(2).all(|w| w[1] == w[0] + 1) => {
+            format!("{first}..{}", last + 1)
+        }
+        _ => ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+    }
 }
 
 /// Parsed `--classes` (`a..b` or `a,b,c`).
@@ -67,9 +79,94 @@ pub fn parse_classes(spec: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// This task's index and the number of tasks of the job array it runs in, for `--shard auto` and
+/// `--classes auto`, from the environment (`env` looks a variable up), with where they came from:
+///
+/// - a Slurm job array: `SLURM_ARRAY_TASK_ID`; the count is `SLURM_ARRAY_TASK_COUNT` (Slurm ≥ 21.08)
+///   or the range `SLURM_ARRAY_TASK_MIN..=MAX` by `SLURM_ARRAY_TASK_STEP`, and the index is the
+///   task's place in that range (`--array=1-8` gives 0..8). `D3HR_SHARD_COUNT=n` instead makes the
+///   task id itself the index out of `n` (to rerun some tasks of an array as a new array,
+///   `--array=3,7`);
+/// - a Kubernetes Indexed Job: `JOB_COMPLETION_INDEX` out of `D3HR_SHARD_COUNT` (the Job's
+///   `completions`, which Kubernetes does not put in the environment).
+///
+/// Refuses to guess: no array in the environment, a missing count, or task ids that are not a
+/// range are errors.
+pub fn task_from_env(env: impl Fn(&str) -> Option<String>) -> Result<(usize, usize, String)> {
+    let num = |name: &str| -> Result<Option<usize>> {
+        env(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| anyhow!("{name}=`{v}` is not a task number"))
+            })
+            .transpose()
+    };
+    let given_count = num("D3HR_SHARD_COUNT")?;
+    if given_count == Some(0) {
+        bail!("D3HR_SHARD_COUNT=0: the number of tasks must be at least 1");
+    }
+    let checked = |i: usize, n: usize, from: String| -> Result<(usize, usize, String)> {
+        if i >= n {
+            bail!("{from}: index {i} is not below the task count {n}");
+        }
+        Ok((i, n, from))
+    };
+    if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+        if let Some(n) = given_count {
+            return checked(
+                id,
+                n,
+                format!("SLURM_ARRAY_TASK_ID={id}, D3HR_SHARD_COUNT={n}"),
+            );
+        }
+        let (Some(min), Some(max)) = (num("SLURM_ARRAY_TASK_MIN")?, num("SLURM_ARRAY_TASK_MAX")?)
+        else {
+            bail!(
+                "SLURM_ARRAY_TASK_ID={id} without SLURM_ARRAY_TASK_MIN/MAX: set D3HR_SHARD_COUNT, or give --shard i/n"
+            );
+        };
+        let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+        let span = max.checked_sub(min).map(|d| d / step + 1);
+        let count = num("SLURM_ARRAY_TASK_COUNT")?;
+        let from = format!("Slurm array task {id} of {min}-{max}:{step}");
+        match (span, count) {
+            (Some(span), Some(count)) if span != count => bail!(
+                "{from}: SLURM_ARRAY_TASK_COUNT={count} tasks are not the range {min}-{max}:{step}; use --array=a-b[:s], or set D3HR_SHARD_COUNT"
+            ),
+            (None, _) => bail!("{from}: SLURM_ARRAY_TASK_MAX is below SLURM_ARRAY_TASK_MIN"),
+            _ => {}
+        }
+        if id < min || (id - min) % step != 0 {
+            bail!("{from}: task id {id} is not in the range; set D3HR_SHARD_COUNT");
+        }
+        return checked((id - min) / step, span.unwrap_or(1), from);
+    }
+    if let Some(i) = num("JOB_COMPLETION_INDEX")? {
+        let Some(n) = given_count else {
+            bail!(
+                "JOB_COMPLETION_INDEX={i} (a Kubernetes Indexed Job) without D3HR_SHARD_COUNT: set it to the Job's completions"
+            );
+        };
+        return checked(
+            i,
+            n,
+            format!("JOB_COMPLETION_INDEX={i}, D3HR_SHARD_COUNT={n}"),
+        );
+    }
+    bail!(
+        "no job array in the environment (SLURM_ARRAY_TASK_ID of a Slurm job array, or JOB_COMPLETION_INDEX of a Kubernetes Indexed Job with D3HR_SHARD_COUNT): give the index and count, as --shard i/n or --classes a..b"
+    )
+}
+
+/// Block `i` of `n` nearly equal runs of `k` items: `[i·k/n, (i+1)·k/n)`.
+pub fn block(i: usize, n: usize, k: usize) -> std::ops::Range<usize> {
+    i * k / n..(i + 1) * k / n
+}
+
 /// Parsed `--shard i/n`.
 pub fn parse_shard(spec: &str) -> Result<(usize, usize)> {
-    let bad = || anyhow!("--shard `{spec}`: expected `i/n` with 0 <= i < n");
+    let bad = || anyhow!("--shard `{spec}`: expected `i/n` with 0 <= i < n, or `auto`");
     let (i, n) = spec.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (
         i.trim().parse().map_err(|_| bad())?,
@@ -280,7 +377,39 @@ impl Dataset {
                 .collect();
             ("idx", classes, Some(images))
         };
-        if let Some(spec) = &args.classes {
+        let auto = |spec: &Option<String>| spec.as_deref().is_some_and(|v| v.trim() == "auto");
+        let (classes_auto, shard_auto) = (auto(&args.classes), auto(&args.shard));
+        if classes_auto && shard_auto {
+            bail!(
+                "--classes auto and --shard auto both split by this task's index: use one of them"
+            );
+        }
+        let task = if classes_auto || shard_auto {
+            Some(task_from_env(|v| std::env::var(v).ok()).map_err(|e| {
+                let flag = if shard_auto { "--shard" } else { "--classes" };
+                anyhow!("{flag} auto: {e:#}")
+            })?)
+        } else {
+            None
+        };
+        let mut part = None;
+        if let (true, Some((i, n, from))) = (classes_auto, &task) {
+            let k = classes.len();
+            let range = block(*i, *n, k);
+            if range.is_empty() {
+                bail!(
+                    "--classes auto: task {i} of {n} ({from}) gets no class: {} has only {k} classes, so use at most {k} tasks",
+                    source.display()
+                );
+            }
+            let ids: Vec<u32> = classes[range.clone()].iter().map(|c| c.id).collect();
+            part = Some(format!(
+                "class shard {i}/{n} ({from}): class{} {}",
+                if ids.len() == 1 { "" } else { "es" },
+                describe_ids(&ids)
+            ));
+            classes = classes.drain(range).collect();
+        } else if let Some(spec) = &args.classes {
             let want = parse_classes(spec)?;
             for w in &want {
                 if !classes.iter().any(|c| c.id == *w) {
@@ -289,7 +418,13 @@ impl Dataset {
             }
             classes.retain(|c| want.contains(&c.id));
         }
-        let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+        let shard = match (&task, shard_auto) {
+            (Some((i, n, from)), true) => {
+                part = Some(format!("image shard {i}/{n} ({from})"));
+                Some((*i, *n))
+            }
+            _ => args.shard.as_deref().map(parse_shard).transpose()?,
+        };
         for c in &mut classes {
             // Limit first, so that the shards of a limited run partition the same images.
             if let Some(limit) = args.limit_per_class {
@@ -306,6 +441,7 @@ impl Dataset {
             kind,
             classes,
             idx,
+            part,
         })
     }
 }
@@ -394,4 +530,109 @@ pub fn load(
         c => bail!("the VAE expects {c}-channel images; only 1 and 3 are supported"),
     };
     Ok((data, fit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{block, task_from_env};
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn slurm(
+        id: &str,
+        min: &str,
+        max: &str,
+        step: &str,
+        count: &str,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("SLURM_ARRAY_TASK_ID", id.into()),
+            ("SLURM_ARRAY_TASK_MIN", min.into()),
+            ("SLURM_ARRAY_TASK_MAX", max.into()),
+            ("SLURM_ARRAY_TASK_STEP", step.into()),
+            ("SLURM_ARRAY_TASK_COUNT", count.into()),
+        ]
+    }
+
+    fn task(vars: &[(&str, String)]) -> Result<(usize, usize), String> {
+        let v: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        task_from_env(env(&v))
+            .map(|(i, n, _)| (i, n))
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn slurm_arrays_give_the_place_in_the_range() {
+        assert_eq!(task(&slurm("2", "0", "3", "1", "4")), Ok((2, 4)));
+        assert_eq!(task(&slurm("1", "1", "8", "1", "8")), Ok((0, 8)));
+        assert_eq!(task(&slurm("7", "1", "9", "2", "5")), Ok((3, 5)));
+        // Slurm before 21.08 has no SLURM_ARRAY_TASK_COUNT: the range decides.
+        let mut old = slurm("3", "0", "3", "1", "");
+        old.retain(|(k, _)| *k != "SLURM_ARRAY_TASK_COUNT");
+        assert_eq!(task(&old), Ok((3, 4)));
+    }
+
+    #[test]
+    fn irregular_arrays_and_missing_variables_are_refused() {
+        // --array=0,1,5: three tasks, not the range 0-5.
+        let e = task(&slurm("5", "0", "5", "1", "3")).unwrap_err();
+        assert!(
+            e.contains("not the range") && e.contains("D3HR_SHARD_COUNT"),
+            "{e}"
+        );
+        let e = task(&[]).unwrap_err();
+        assert!(
+            e.contains("SLURM_ARRAY_TASK_ID") && e.contains("JOB_COMPLETION_INDEX"),
+            "{e}"
+        );
+        let e = task(&[("SLURM_ARRAY_TASK_ID", "2".into())]).unwrap_err();
+        assert!(e.contains("D3HR_SHARD_COUNT"), "{e}");
+        let e = task(&[("JOB_COMPLETION_INDEX", "2".into())]).unwrap_err();
+        assert!(e.contains("D3HR_SHARD_COUNT"), "{e}");
+        let e = task(&[("SLURM_ARRAY_TASK_ID", "x".into())]).unwrap_err();
+        assert!(e.contains("SLURM_ARRAY_TASK_ID=`x`"), "{e}");
+    }
+
+    #[test]
+    fn a_given_count_makes_the_id_the_index() {
+        let k8s = [
+            ("JOB_COMPLETION_INDEX", "3".to_string()),
+            ("D3HR_SHARD_COUNT", "4".to_string()),
+        ];
+        assert_eq!(task(&k8s), Ok((3, 4)));
+        // Rerunning task 7 of 16 as `sbatch --array=7` with D3HR_SHARD_COUNT=16.
+        let mut rerun = slurm("7", "7", "7", "1", "1");
+        rerun.push(("D3HR_SHARD_COUNT", "16".into()));
+        assert_eq!(task(&rerun), Ok((7, 16)));
+        let e = task(&[
+            ("JOB_COMPLETION_INDEX", "4".to_string()),
+            ("D3HR_SHARD_COUNT", "4".to_string()),
+        ])
+        .unwrap_err();
+        assert!(e.contains("not below"), "{e}");
+    }
+
+    #[test]
+    fn class_blocks_partition_the_classes() {
+        for k in 1..30 {
+            for n in 1..=k {
+                let mut next = 0;
+                for i in 0..n {
+                    let b = block(i, n, k);
+                    assert_eq!(b.start, next, "k {k} n {n} i {i}");
+                    assert!(!b.is_empty() && b.len() <= k.div_ceil(n));
+                    next = b.end;
+                }
+                assert_eq!(next, k);
+            }
+        }
+        assert_eq!(block(0, 4, 10), 0..2);
+        assert_eq!(block(3, 4, 10), 7..10);
+    }
 }

@@ -111,6 +111,9 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
     let seed = seed(&a.run, rep);
     let t0 = Instant::now();
     let ds = Dataset::open(&a.data)?;
+    if let Some(part) = &ds.part {
+        rep.note(part);
+    }
     let mut models = Models::load(g, true, true, true, mapper.guidance)?;
     rep.note(&format!(
         "{} classes, {} images from {} ({}); DiT {}",
@@ -171,6 +174,9 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
     }
     let seed = seed(&a.run, rep);
     let ds = Dataset::open(&a.data)?;
+    if let Some(part) = &ds.part {
+        rep.note(part);
+    }
     let mut models = Models::load(g, true, true, false, mapper.guidance)?;
     let ckpt = a.out.with_file_name(format!(
         ".{}.d3hr-partial",
@@ -188,7 +194,11 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
         );
     }
     let job = InvertJob::new(&ds, &mapper, seed, &a.data, &ckpt, a.run.resume, rep);
-    let (stats, secs) = invert_dataset(&job, &mut models)?;
+    let (stats, secs) = match &ds.part {
+        // A job-array task names its part of the data in every error.
+        Some(part) => invert_dataset(&job, &mut models).with_context(|| part.clone())?,
+        None => invert_dataset(&job, &mut models)?,
+    };
     stats.write(&a.out)?;
     let _ = std::fs::remove_dir_all(&ckpt);
     rep.result(

@@ -276,6 +276,10 @@ pub fn invert_dataset(job: &InvertJob<'_>, models: &mut Models) -> Result<(Stats
                 );
             }
             fit = fit.or(done.meta.fit);
+            rep.note(&format!(
+                "class {}: kept from the checkpoint (--resume)",
+                class.name
+            ));
             classes.extend(done.classes);
             bar.inc(class.items.len() as u64);
             continue;

@@ -99,6 +99,27 @@ fn bytes_i64(v: &[i64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// safetensors writes its `__metadata__` map in `HashMap` order, which changes from process to
+/// process; the same statistics must give the same bytes (a merge is checked with `cmp`), so the
+/// header is written again with every key sorted: the same JSON, the same length, the same data
+/// offsets.
+fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .filter(|n| 8 + n <= bytes.len())
+        .context("safetensors wrote no header")?;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    header.sort_all_objects();
+    let sorted = serde_json::to_vec(&header)?;
+    if sorted.len() > n {
+        bail!("the sorted safetensors header is longer than the original");
+    }
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + n].fill(b' ');
+    Ok(bytes)
+}
+
 impl StatsFile {
     pub fn dims(&self) -> usize {
         self.meta.latent_shape.iter().product()
@@ -172,7 +193,7 @@ impl StatsFile {
             ("class_names".to_string(), serde_json::to_string(&names)?),
         ]);
         let bytes = safetensors::serialize(views, Some(info))?;
-        write_atomic(path, &bytes)
+        write_atomic(path, &sorted_header(bytes)?)
     }
 
     pub fn read(path: &Path) -> Result<StatsFile> {
