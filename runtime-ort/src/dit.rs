@@ -1,7 +1,7 @@
 //! The DiT noise predictor ε_θ(z_t, t, c) as an ONNX graph.
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Port, SessionConfig};
+use crate::graph::{Graph, GraphSource, Port, SessionConfig};
 use d3hr_core::NoisePredictor;
 use d3hr_core::ddim::{Guidance, combine_guidance};
 use ort::value::{TensorElementType, TensorRef};
@@ -34,9 +34,14 @@ pub struct OrtDit {
 }
 
 impl OrtDit {
-    /// Load and check a DiT graph.
+    /// Load and check a DiT graph file.
     pub fn load(path: &Path, cfg: &SessionConfig) -> Result<Self> {
-        let graph = Graph::open(path, cfg)?;
+        Self::load_source(GraphSource::File(path), cfg)
+    }
+
+    /// Load and check a DiT graph from a file or from memory.
+    pub fn load_source(src: GraphSource<'_>, cfg: &SessionConfig) -> Result<Self> {
+        let graph = Graph::open(src, cfg)?;
         let f = TensorElementType::Float32;
         let i = TensorElementType::Int64;
         graph.expect_interface(

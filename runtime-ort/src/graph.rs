@@ -43,6 +43,37 @@ pub struct SessionConfig {
     pub ort_lib: Option<PathBuf>,
 }
 
+/// Where a graph comes from: a file, or bytes the program carries (an embedded default model),
+/// with the name that errors and records show for it.
+#[derive(Debug, Clone, Copy)]
+pub enum GraphSource<'a> {
+    /// An ONNX file (external data files next to it are found by ONNX Runtime).
+    File(&'a Path),
+    /// A self-contained ONNX graph in memory.
+    Memory {
+        /// What to call it in messages, e.g. `embedded:fashion_mnist/dit.onnx`.
+        name: &'a Path,
+        /// The serialised graph.
+        bytes: &'a [u8],
+    },
+}
+
+impl GraphSource<'_> {
+    /// The file, or the name of the bytes.
+    pub fn name(&self) -> &Path {
+        match self {
+            GraphSource::File(p) => p,
+            GraphSource::Memory { name, .. } => name,
+        }
+    }
+}
+
+impl<'a> From<&'a Path> for GraphSource<'a> {
+    fn from(p: &'a Path) -> Self {
+        GraphSource::File(p)
+    }
+}
+
 /// A loaded graph and the file it came from.
 pub(crate) struct Graph {
     pub session: Session,
@@ -58,12 +89,14 @@ pub(crate) struct Port {
 }
 
 impl Graph {
-    pub fn open(path: &Path, cfg: &SessionConfig) -> Result<Graph> {
-        let path = path.to_path_buf();
-        std::fs::metadata(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+    pub fn open(src: GraphSource<'_>, cfg: &SessionConfig) -> Result<Graph> {
+        let path = src.name().to_path_buf();
+        if let GraphSource::File(p) = src {
+            std::fs::metadata(p).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let (env, _) = library::environment(cfg.ort_lib.as_deref())?;
         let model_err = |e: &dyn std::fmt::Display| Error::Model {
             path: path.clone(),
@@ -91,7 +124,11 @@ impl Graph {
                     message: e.to_string().trim_end_matches('.').to_string(),
                 })?;
         }
-        let session = builder.commit_from_file(&path).map_err(|e| {
+        let session = match src {
+            GraphSource::File(p) => builder.commit_from_file(p),
+            GraphSource::Memory { bytes, .. } => builder.commit_from_memory(bytes),
+        };
+        let session = session.map_err(|e| {
             let message = e.to_string().trim_end_matches('.').to_string();
             if matches!(cfg.device, Device::Cuda { .. }) && message.to_lowercase().contains("cuda")
             {

@@ -36,7 +36,7 @@ mod vae;
 pub use d3hr_core::NoisePredictor;
 pub use dit::OrtDit;
 pub use error::{Error, Result};
-pub use graph::{Device, SessionConfig};
+pub use graph::{Device, GraphSource, SessionConfig};
 pub use library::{Library, TESTED_ORT_VERSION, environment, find_library};
 pub use replicas::OrtDitReplicas;
 pub use vae::OrtVae;

@@ -2,7 +2,7 @@
 
 use crate::dit::OrtDit;
 use crate::error::{Error, Result};
-use crate::graph::SessionConfig;
+use crate::graph::{GraphSource, SessionConfig};
 use d3hr_core::NoisePredictor;
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -32,6 +32,11 @@ impl OrtDitReplicas {
     /// Load `n` sessions of the graph at `path`, sharing `cfg.threads` (default: the available
     /// parallelism) between them.
     pub fn load(path: &Path, cfg: &SessionConfig, n: NonZeroUsize) -> Result<Self> {
+        Self::load_source(GraphSource::File(path), cfg, n)
+    }
+
+    /// [`OrtDitReplicas::load`] from a file or from memory.
+    pub fn load_source(src: GraphSource<'_>, cfg: &SessionConfig, n: NonZeroUsize) -> Result<Self> {
         let mut each = cfg.clone();
         if n.get() > 1 {
             let total = cfg
@@ -42,7 +47,7 @@ impl OrtDitReplicas {
                 Some(NonZeroUsize::new(total.get() / n.get()).unwrap_or(NonZeroUsize::MIN));
         }
         let dits = (0..n.get())
-            .map(|_| OrtDit::load(path, &each))
+            .map(|_| OrtDit::load_source(src, &each))
             .collect::<Result<Vec<_>>>()?;
         Ok(OrtDitReplicas {
             dits,

@@ -1,7 +1,7 @@
 //! The VAE encoder and decoder graphs.
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Port, SessionConfig};
+use crate::graph::{Graph, GraphSource, Port, SessionConfig};
 use d3hr_core::ziggurat;
 use ort::value::{TensorElementType, TensorRef};
 use rand_core::Rng;
@@ -47,10 +47,23 @@ fn shapes(g: &Graph) -> Result<Shapes> {
 }
 
 impl OrtVae {
-    /// Load the encoder, the decoder, or both (at least one).
+    /// Load the encoder file, the decoder file, or both (at least one).
     pub fn load(
         encoder: Option<&Path>,
         decoder: Option<&Path>,
+        cfg: &SessionConfig,
+    ) -> Result<Self> {
+        Self::load_sources(
+            encoder.map(GraphSource::File),
+            decoder.map(GraphSource::File),
+            cfg,
+        )
+    }
+
+    /// [`OrtVae::load`] from files or from memory.
+    pub fn load_sources(
+        encoder: Option<GraphSource<'_>>,
+        decoder: Option<GraphSource<'_>>,
         cfg: &SessionConfig,
     ) -> Result<Self> {
         let f = TensorElementType::Float32;

@@ -7,7 +7,7 @@
 
 use d3hr_core::NoisePredictor;
 use d3hr_core::ddim::{self, Guidance};
-use d3hr_ort::{Device, Error, OrtDit, OrtDitReplicas, OrtVae, SessionConfig};
+use d3hr_ort::{Device, Error, GraphSource, OrtDit, OrtDitReplicas, OrtVae, SessionConfig};
 use rand_core::SeedableRng;
 use safetensors::SafeTensors;
 use std::path::PathBuf;
@@ -516,4 +516,55 @@ fn ddim_through_ort_matches_pytorch() {
         err <= 1e-4 * scale.max(1.0) * 10.0,
         "z_0 back: max abs error {err:e} (scale {scale})"
     );
+}
+
+/// A graph given as bytes (an embedded default model) runs exactly like the same graph read from
+/// its file, and errors name it by the name it was given.
+#[test]
+fn graphs_load_from_memory() {
+    let bytes = std::fs::read(data("tiny_dit.onnx")).unwrap();
+    let name = std::path::Path::new("embedded:tiny_dit.onnx");
+    let mut mem = OrtDit::load_source(
+        GraphSource::Memory {
+            name,
+            bytes: &bytes,
+        },
+        &cpu(),
+    )
+    .unwrap();
+    let mut file = dit();
+    let n = file.latent_len();
+    let x: Vec<f32> = (0..2 * n)
+        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let (mut a, mut b) = (vec![0.0; 2 * n], vec![0.0; 2 * n]);
+    mem.predict(&x, 300, &[1, 2], &mut a).unwrap();
+    file.predict(&x, 300, &[1, 2], &mut b).unwrap();
+    assert_eq!(a, b);
+    let enc = std::fs::read(data("tiny_vae_encoder.onnx")).unwrap();
+    let dec = std::fs::read(data("tiny_vae_decoder.onnx")).unwrap();
+    let vae = OrtVae::load_sources(
+        Some(GraphSource::Memory {
+            name: std::path::Path::new("embedded:enc.onnx"),
+            bytes: &enc,
+        }),
+        Some(GraphSource::Memory {
+            name: std::path::Path::new("embedded:dec.onnx"),
+            bytes: &dec,
+        }),
+        &cpu(),
+    );
+    assert!(vae.is_ok());
+    // Bytes that are not a graph: the error names the source.
+    let err = OrtDit::load_source(
+        GraphSource::Memory {
+            name,
+            bytes: b"not an onnx graph",
+        },
+        &cpu(),
+    )
+    .err()
+    .expect("must fail")
+    .to_string();
+    assert!(err.contains("embedded:tiny_dit.onnx"), "{err}");
 }
