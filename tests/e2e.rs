@@ -121,7 +121,10 @@ fn pngs(dir: &Path) -> Vec<PathBuf> {
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out; // a run that failed early made no folder
+    };
+    for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
             out.extend(walk(&p));
