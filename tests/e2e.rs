@@ -135,6 +135,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -799,4 +803,411 @@ fn inspect_describes_stats_and_outputs() {
     );
     let err = fails(&["inspect", &s(&images)]);
     assert!(err.contains("not a d3hr statistics file"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 23): no input, flag or fault may delete user data, write a broken file as
+// done, or panic. Each test below failed on the code before the fix.
+
+/// A copy of the statistics file `from` at `to`, with `edit` applied to its metadata and tensors
+/// (name → (dtype, shape, bytes)): a crafted, hostile statistics file.
+fn craft_stats(
+    from: &Path,
+    to: &Path,
+    edit: impl FnOnce(
+        &mut std::collections::HashMap<String, String>,
+        &mut std::collections::BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+    ),
+) {
+    let bytes = std::fs::read(from).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: std::collections::BTreeMap<_, _> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, (t.dtype(), t.shape().to_vec(), t.data().to_vec())))
+        .collect();
+    edit(&mut meta, &mut tensors);
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, (d, s, b))| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(to, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+}
+
+/// Edit one field of the `d3hr` metadata JSON.
+fn set_meta(meta: &mut std::collections::HashMap<String, String>, key: &str, v: serde_json::Value) {
+    let mut m: serde_json::Value = serde_json::from_str(&meta["d3hr"]).unwrap();
+    m[key] = v;
+    meta.insert("d3hr".into(), m.to_string());
+}
+
+/// Statistics of a 3-class IDX set, made once per test folder.
+fn base_stats(dir: &Path) -> PathBuf {
+    let images = idx_files(dir, 30, 3);
+    let st = dir.join("base.st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
+    ]);
+    st
+}
+
+/// No output "--panicked--" and the exit status of an error, not of a panic or an abort.
+fn assert_clean_failure(out: &Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: should have failed");
+    assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+}
+
+#[test]
+fn hostile_class_names_delete_nothing_outside_out() {
+    let dir = scratch("traversal");
+    let st = base_stats(&dir);
+    let victim = dir.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("precious.txt"), b"user data").unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for name in [
+        "../victim".to_string(),
+        s(&victim),
+        "..".into(),
+        ".".into(),
+        "a/../../victim".into(),
+        String::new(),
+        ".d3hr".into(),
+        "x\u{0}y".into(),
+    ] {
+        let bad = dir.join("bad.st");
+        craft_stats(&st, &bad, |meta, _| {
+            let names = serde_json::json!([name, "1", "2"]);
+            meta.insert("class_names".into(), names.to_string());
+        });
+        let err = fails(&[
+            "sample",
+            "--stats",
+            &s(&bad),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--force",
+            "--out",
+            &s(&out),
+        ]);
+        assert!(err.contains("class name"), "{name:?}: {err}");
+        assert!(
+            victim.join("precious.txt").exists(),
+            "{name:?} deleted a folder outside --out"
+        );
+    }
+    // Names in a class map are refused the same way.
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 2);
+    let map = dir.join("map.txt");
+    std::fs::write(&map, "cat 0\ndog 1\n../victim 2\n").unwrap();
+    let err = fails(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--ipc",
+        "2",
+        "--out",
+        &s(&dir.join("o2")),
+    ]);
+    assert!(err.contains("../victim") && err.contains("map.txt:3"), "{err}");
+    assert!(victim.join("precious.txt").exists());
+}
+
+/// Mount a tmpfs of `size` at `dir` (root only); `false` when this machine does not allow it.
+fn mount_tmpfs(dir: &Path, size: &str) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_full_disk_fails_the_run_and_leaves_no_empty_image_as_done() {
+    let dir = scratch("enospc");
+    let images = idx_files(&dir, 40, 4);
+    let disk = dir.join("disk");
+    if !mount_tmpfs(&disk, "48k") {
+        eprintln!(
+            "\n!!! SKIPPED a_full_disk_fails_the_run_and_leaves_no_empty_image_as_done: cannot mount a tmpfs here (needs root); the unit test fsx::tests::a_full_disk_is_an_error_not_a_short_file covers the writer\n"
+        );
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(disk.clone());
+    let out = disk.join("out");
+    let args = [
+        "distill",
+        "--data",
+        &s(&images),
+        "--ipc",
+        "12",
+        "--m",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        &s(&out),
+    ];
+    let o = run(&args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "a full disk must fail the run");
+    assert!(err.contains("No space left") || err.contains("os error 28"), "{err}");
+    for p in pngs(&out) {
+        let len = std::fs::metadata(&p).unwrap().len();
+        assert!(len > 0, "{} is empty", p.display());
+        image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    assert!(!out.join("manifest.json").exists());
+    // With room again, --resume finishes: every image whole.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    ok(&resume);
+    let files = pngs(&out);
+    assert_eq!(files.len(), 48);
+    for p in files {
+        image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+}
+
+#[test]
+fn resume_refuses_other_settings_by_name() {
+    let dir = scratch("identity");
+    let images = idx_files(&dir, 40, 2);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other_images = idx_files(&other, 30, 2);
+    let out = dir.join("out");
+    let base = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "distill",
+            "--data",
+            &s(&images),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--seed",
+            "3",
+            "--limit-per-class",
+            "15",
+            "--out",
+            &s(&out),
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    ok(&as_refs(&base(&[])));
+    for (extra, flag) in [
+        (vec!["--limit-per-class", "10"], "--limit-per-class (15, now 10)"),
+        (vec!["--ipc", "3"], "--ipc (2, now 3)"),
+        (vec!["--seed", "4"], "--seed (3, now 4)"),
+        (vec!["--shard", "0/2"], "--shard (-, now 0/2)"),
+        (vec!["--classes", "0"], "--classes"),
+        (vec!["--data", &s(&other_images)], "--data"),
+        (vec!["--guidance", "2"], "--guidance"),
+        (vec!["--m", "6"], "--m (5, now 6)"),
+    ] {
+        let mut v = base(&extra);
+        v.push("--resume".into());
+        let err = fails(&as_refs(&v));
+        assert!(err.contains(flag) && err.contains("--force"), "{extra:?}: {err}");
+    }
+    // The same data rewritten (other contents, same path) is another run too.
+    let mut v = base(&["--resume"]);
+    ok(&as_refs(&v));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    idx_files(&dir, 40, 2);
+    let err = fails(&as_refs(&v));
+    assert!(err.contains("--data (contents)"), "{err}");
+    // Without --seed, --resume continues with the recorded seed.
+    v.retain(|a| a != "--seed" && a != "3");
+    let err = fails(&as_refs(&v));
+    assert!(!err.contains("--seed"), "{err}");
+
+    // An interrupted `invert` refuses to resume with another --shard.
+    let st = dir.join("st");
+    let partial = dir.join(".st.d3hr-partial");
+    ok(&[
+        "invert", "--data", &s(&images), "--seed", "1", "--out", &s(&st),
+    ]);
+    std::fs::create_dir_all(&partial).unwrap();
+    let mut id = serde_json::Map::new();
+    id.insert("--shard".into(), "-".into());
+    std::fs::write(partial.join("run.json"), serde_json::Value::Object(id).to_string()).unwrap();
+    let err = fails(&[
+        "invert", "--data", &s(&images), "--seed", "1", "--shard", "1/2", "--resume", "--out",
+        &s(&st),
+    ]);
+    assert!(err.contains("--shard (-, now 1/2)"), "{err}");
+}
+
+#[test]
+fn a_class_counts_as_done_only_when_verified() {
+    let dir = scratch("verified");
+    let images = idx_files(&dir, 20, 2);
+    let out = dir.join("out");
+    let args = [
+        "distill",
+        "--data",
+        &s(&images),
+        "--ipc",
+        "3",
+        "--m",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        &s(&out),
+    ];
+    ok(&args);
+    let good = std::fs::read(out.join("1").join("0.png")).unwrap();
+    // A damaged image (truncated to 0 bytes, as a full disk left them) is remade on --resume.
+    std::fs::write(out.join("1").join("0.png"), b"").unwrap();
+    let o = ok(&["inspect", &s(&out)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("1: 2 images, 1 damaged"), "{text}");
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    ok(&resume);
+    assert_eq!(std::fs::read(out.join("1").join("0.png")).unwrap(), good);
+}
+
+#[test]
+fn duplicate_class_ids_are_refused() {
+    let dir = scratch("dupids");
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 2);
+    let map = dir.join("map.txt");
+    std::fs::write(&map, "cat 1\ndog 1\n").unwrap();
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--out",
+        &s(&dir.join("x.st")),
+    ]);
+    assert!(err.contains("class id 1") && err.contains("cat"), "{err}");
+    std::fs::write(&map, "cat 1\ncat 2\ndog 3\n").unwrap();
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--out",
+        &s(&dir.join("x.st")),
+    ]);
+    assert!(err.contains("mapped twice"), "{err}");
+    // A statistics file with one id twice.
+    let st = base_stats(&dir);
+    let bad = dir.join("dup.st");
+    craft_stats(&st, &bad, |_, t| {
+        let ids = &mut t.get_mut("class_ids").unwrap().2;
+        ids[8..16].copy_from_slice(&0i64.to_le_bytes());
+    });
+    let err = fails(&["inspect", &s(&bad)]);
+    assert!(err.contains("class id 0 appears twice"), "{err}");
+}
+
+#[test]
+fn force_replaces_the_whole_output_and_never_an_input() {
+    let dir = scratch("force");
+    let images = idx_files(&dir, 30, 3);
+    let out = dir.join("out");
+    let run_with = |extra: &[&str]| {
+        let mut v = vec![
+            "distill".to_string(),
+            "--data".into(),
+            s(&images),
+            "--ipc".into(),
+            "2".into(),
+            "--m".into(),
+            "5".into(),
+            "--seed".into(),
+            "1".into(),
+            "--out".into(),
+            s(&out),
+        ];
+        v.extend(extra.iter().map(|x| x.to_string()));
+        run(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert!(run_with(&[]).status.success());
+    assert!(out.join("2").exists());
+    assert!(run_with(&["--force", "--classes", "0,1"]).status.success());
+    assert!(out.join("0").exists() && out.join("1").exists());
+    assert!(!out.join("2").exists(), "stale class 2 kept after --force");
+    // Files d3hr did not write are not removed: --force refuses.
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    let o = run_with(&["--force"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("notes.txt"), "{err}");
+    assert!(out.join("notes.txt").exists());
+
+    // --out equal to, inside or containing --data is refused, with or without --force.
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 2);
+    for o in [data.clone(), data.join("out"), dir.clone(), data.join("cat")] {
+        let err = fails(&[
+            "distill",
+            "--data",
+            &s(&data),
+            "--ipc",
+            "2",
+            "--force",
+            "--out",
+            &s(&o),
+        ]);
+        assert!(err.contains("--data"), "{}: {err}", o.display());
+        assert_eq!(pngs(&data).len(), 2, "input images deleted");
+    }
+    // The statistics input of `sample` inside a --force'd --out.
+    let err = fails(&[
+        "sample",
+        "--stats",
+        &s(&out.join("stats.safetensors")),
+        "--ipc",
+        "2",
+        "--force",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(err.contains("--stats"), "{err}");
 }
