@@ -930,7 +930,10 @@ fn hostile_class_names_delete_nothing_outside_out() {
         "--out",
         &s(&dir.join("o2")),
     ]);
-    assert!(err.contains("../victim") && err.contains("map.txt:3"), "{err}");
+    assert!(
+        err.contains("../victim") && err.contains("map.txt:3"),
+        "{err}"
+    );
     assert!(victim.join("precious.txt").exists());
 }
 
@@ -979,7 +982,10 @@ fn a_full_disk_fails_the_run_and_leaves_no_empty_image_as_done() {
     let o = run(&args);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success(), "a full disk must fail the run");
-    assert!(err.contains("No space left") || err.contains("os error 28"), "{err}");
+    assert!(
+        err.contains("No space left") || err.contains("os error 28"),
+        "{err}"
+    );
     for p in pngs(&out) {
         let len = std::fs::metadata(&p).unwrap().len();
         assert!(len > 0, "{} is empty", p.display());
@@ -1034,7 +1040,10 @@ fn resume_refuses_other_settings_by_name() {
     };
     ok(&as_refs(&base(&[])));
     for (extra, flag) in [
-        (vec!["--limit-per-class", "10"], "--limit-per-class (15, now 10)"),
+        (
+            vec!["--limit-per-class", "10"],
+            "--limit-per-class (15, now 10)",
+        ),
         (vec!["--ipc", "3"], "--ipc (2, now 3)"),
         (vec!["--seed", "4"], "--seed (3, now 4)"),
         (vec!["--shard", "0/2"], "--shard (-, now 0/2)"),
@@ -1046,7 +1055,10 @@ fn resume_refuses_other_settings_by_name() {
         let mut v = base(&extra);
         v.push("--resume".into());
         let err = fails(&as_refs(&v));
-        assert!(err.contains(flag) && err.contains("--force"), "{extra:?}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("--force"),
+            "{extra:?}: {err}"
+        );
     }
     // The same data rewritten (other contents, same path) is another run too.
     let mut v = base(&["--resume"]);
@@ -1064,14 +1076,32 @@ fn resume_refuses_other_settings_by_name() {
     let st = dir.join("st");
     let partial = dir.join(".st.d3hr-partial");
     ok(&[
-        "invert", "--data", &s(&images), "--seed", "1", "--out", &s(&st),
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
     ]);
     std::fs::create_dir_all(&partial).unwrap();
     let mut id = serde_json::Map::new();
     id.insert("--shard".into(), "-".into());
-    std::fs::write(partial.join("run.json"), serde_json::Value::Object(id).to_string()).unwrap();
+    std::fs::write(
+        partial.join("run.json"),
+        serde_json::Value::Object(id).to_string(),
+    )
+    .unwrap();
     let err = fails(&[
-        "invert", "--data", &s(&images), "--seed", "1", "--shard", "1/2", "--resume", "--out",
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--shard",
+        "1/2",
+        "--resume",
+        "--out",
         &s(&st),
     ]);
     assert!(err.contains("--shard (-, now 1/2)"), "{err}");
@@ -1184,7 +1214,12 @@ fn force_replaces_the_whole_output_and_never_an_input() {
     // --out equal to, inside or containing --data is refused, with or without --force.
     let data = dir.join("data");
     image_folder(&data, &["cat", "dog"], 2);
-    for o in [data.clone(), data.join("out"), dir.clone(), data.join("cat")] {
+    for o in [
+        data.clone(),
+        data.join("out"),
+        dir.clone(),
+        data.join("cat"),
+    ] {
         let err = fails(&[
             "distill",
             "--data",
@@ -1210,4 +1245,431 @@ fn force_replaces_the_whole_output_and_never_an_input() {
         &s(&out),
     ]);
     assert!(err.contains("--stats"), "{err}");
+}
+
+#[test]
+fn hostile_sizes_and_closed_outputs_do_not_panic() {
+    let dir = scratch("panics");
+    // An IDX header whose n·rows·cols overflows.
+    let idx = dir.join("train-images-idx3-ubyte");
+    let mut h = vec![0, 0, 8, 3];
+    for v in [u32::MAX, u32::MAX, u32::MAX] {
+        h.extend_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(&idx, &h).unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 0],
+    )
+    .unwrap();
+    let o = run(&["invert", "--data", &s(&idx), "--out", &s(&dir.join("a.st"))]);
+    assert_clean_failure(&o, "overflowing IDX header");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("4294967295 images"));
+
+    let st = base_stats(&dir);
+    // An --ipc whose buffers overflow, and one that cannot fit in memory.
+    for ipc in ["18446744073709551615", "100000000"] {
+        let o = run(&[
+            "sample",
+            "--stats",
+            &s(&st),
+            "--ipc",
+            ipc,
+            "--m",
+            "2",
+            "--out",
+            &s(&dir.join("o")),
+        ]);
+        assert_clean_failure(&o, ipc);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("--ipc {ipc}")), "{err}");
+    }
+    let o = run(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "2",
+        "--resize",
+        "4000000000",
+        "--out",
+        &s(&dir.join("o")),
+    ]);
+    assert_clean_failure(&o, "--resize");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resize"));
+
+    // A non-ASCII model hash in a statistics file.
+    let bad = dir.join("utf8.st");
+    craft_stats(&st, &bad, |meta, _| {
+        set_meta(meta, "dit_sha256", "ééééééééééééééééé".into());
+    });
+    for args in [
+        vec!["inspect", &s(&bad)],
+        vec![
+            "sample",
+            "--stats",
+            &s(&bad),
+            "--ipc",
+            "2",
+            "--out",
+            &s(&dir.join("o")),
+        ],
+    ] {
+        let args: Vec<String> = args.into_iter().map(|a| a.to_string()).collect();
+        let o = run(&as_refs(&args));
+        assert_clean_failure(&o, "non-ASCII dit_sha256");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("dit_sha256"));
+    }
+
+    // --json into a closed pipe and into a full device: an error, not a panic.
+    let mut all = model_args();
+    all.extend(
+        [
+            "--json",
+            "sample",
+            "--stats",
+            &s(&st),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--out",
+            &s(&dir.join("pipe")),
+        ]
+        .map(String::from),
+    );
+    let mut child = Command::new(bin())
+        .args(&all)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let o = child.wait_with_output().unwrap();
+    assert_clean_failure(&o, "--json | closed pipe");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--json"));
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        all.last_mut().unwrap().push_str("-full");
+        let o = Command::new(bin())
+            .args(&all)
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_clean_failure(&o, "--json > /dev/full");
+    }
+}
+
+#[test]
+fn bad_images_cost_bounded_work_and_never_hang() {
+    let dir = scratch("bombs");
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 3);
+    // A 1×4,000,000 strip: a few kB of PNG (the decoder refuses its width).
+    image::GrayImage::new(4_000_000, 1)
+        .save(data.join("cat").join("strip.png"))
+        .unwrap();
+    // A 1×30,000 strip within the decoder's bounds: cropped before it is resized.
+    image::GrayImage::new(30_000, 1)
+        .save(data.join("dog").join("strip.png"))
+        .unwrap();
+    // A FIFO named like an image, and one nested folder.
+    let fifo = data.join("dog").join("fifo.png");
+    let have_fifo = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    std::fs::create_dir_all(data.join("dog").join("more")).unwrap();
+    image::GrayImage::new(8, 8)
+        .save(data.join("dog").join("more").join("x.png"))
+        .unwrap();
+    let mut all = model_args();
+    all.retain(|a| a != "--quiet");
+    all.extend(
+        [
+            "distill",
+            "--data",
+            &s(&data),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--seed",
+            "1",
+            "--out",
+            &s(&dir.join("out")),
+        ]
+        .map(String::from),
+    );
+    let mut child = Command::new(bin())
+        .args(&all)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed().as_secs() > 120 {
+            child.kill().unwrap();
+            panic!("the run hung (a FIFO named .png?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("strip.png"),
+        "the refused strip is named: {err}"
+    );
+    if have_fifo {
+        assert!(err.contains("not regular files"), "{err}");
+    }
+    assert!(err.contains("sub-folder(s) ignored"), "{err}");
+}
+
+#[test]
+fn data_problems_fail_before_the_first_class_is_inverted() {
+    let dir = scratch("early");
+    let data = dir.join("data");
+    image_folder(&data, &["a", "b"], 3);
+    // An empty class sorted last: refused before class `a` is inverted.
+    std::fs::create_dir_all(data.join("zz")).unwrap();
+    let out = dir.join("out");
+    let err = fails(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--ipc",
+        "2",
+        "--m",
+        "5",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(err.contains("`zz`") && err.contains("no images"), "{err}");
+    assert!(!out.join(".d3hr").join("invert").exists(), "work started");
+    std::fs::remove_dir(data.join("zz")).unwrap();
+    // A label beyond the DiT's classes, on the last class.
+    let map = dir.join("map.txt");
+    std::fs::write(&map, "a 0\nb 77\n").unwrap();
+    let partial = dir.join(".x.st.d3hr-partial");
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--out",
+        &s(&dir.join("x.st")),
+    ]);
+    assert!(err.contains("77") && err.contains("10 classes"), "{err}");
+    assert!(
+        !partial.join("class-0.safetensors").exists(),
+        "work started"
+    );
+    // 0×0 IDX images.
+    let idx = dir.join("train-images-idx3-ubyte");
+    let mut h = vec![0, 0, 8, 3];
+    for v in [2u32, 0, 0] {
+        h.extend_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(&idx, &h).unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 2, 0, 1],
+    )
+    .unwrap();
+    let err = fails(&["invert", "--data", &s(&idx), "--out", &s(&dir.join("y.st"))]);
+    assert!(err.contains("0x0") && err.contains("empty"), "{err}");
+    // An --out that cannot be written: a trailing slash on a file name, a path under a file.
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--out",
+        &format!("{}/", s(&dir.join("z.st"))),
+    ]);
+    assert!(err.contains("--out") && err.contains("folder"), "{err}");
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--out",
+        &s(&map.join("z.st")),
+    ]);
+    assert!(err.contains("--out"), "{err}");
+    assert!(!dir.join(".z.st.d3hr-partial").exists());
+}
+
+#[test]
+fn messages_say_what_was_found() {
+    let dir = scratch("messages");
+    let idx = dir.join("train-images-idx3-ubyte");
+    std::fs::write(
+        &idx,
+        [0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 0],
+    )
+    .unwrap();
+    let err = fails(&["invert", "--data", &s(&idx), "--out", &s(&dir.join("a.st"))]);
+    assert!(err.contains("magic 0x12345678"), "{err}");
+    let gz = dir.join("t10k-images-idx3-ubyte.gz");
+    std::fs::write(&gz, b"PK\x03\x04 a zip file").unwrap();
+    let err = fails(&["invert", "--data", &s(&gz), "--out", &s(&dir.join("a.st"))]);
+    assert!(
+        err.contains("not gzip") && err.contains("50 4b 03 04"),
+        "{err}"
+    );
+    let good = dir.join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let good = idx_files(&good, 6, 2);
+    let mut args = model_args();
+    args[1] = s(&dir);
+    let o = Command::new(bin())
+        .args(&args)
+        .args([
+            "invert",
+            "--data",
+            &s(&good),
+            "--out",
+            &s(&dir.join("a.st")),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--onnx") && err.contains("is a folder"),
+        "{err}"
+    );
+    let st = base_stats(&dir);
+    let err = fails(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "2",
+        "--classes",
+        "99",
+        "--out",
+        &s(&dir.join("o")),
+    ]);
+    assert!(
+        err.contains("class 99 is not in") && err.contains("0..3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn crafted_statistics_are_refused_field_by_field() {
+    let dir = scratch("crafted");
+    let st = base_stats(&dir);
+    type Edit = Box<
+        dyn FnOnce(
+            &mut std::collections::HashMap<String, String>,
+            &mut std::collections::BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+        ),
+    >;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "count -1",
+            Box::new(|_, t| {
+                t.get_mut("count").unwrap().2[..8].copy_from_slice(&(-1i64).to_le_bytes())
+            }),
+        ),
+        (
+            "fit",
+            Box::new(|m, _| {
+                set_meta(
+                    m,
+                    "fit",
+                    serde_json::json!({"Pad": {"x": 30, "y": 2, "w": 28, "h": 28}}),
+                )
+            }),
+        ),
+        (
+            "mean",
+            Box::new(|_, t| {
+                t.get_mut("moments.mean").unwrap().2[..8].copy_from_slice(&1e300f64.to_le_bytes())
+            }),
+        ),
+        (
+            "std",
+            Box::new(|_, t| {
+                t.get_mut("moments.m2").unwrap().2[..8].copy_from_slice(&1e300f64.to_le_bytes())
+            }),
+        ),
+        (
+            "M2",
+            Box::new(|_, t| {
+                t.get_mut("moments.m2").unwrap().2[..8].copy_from_slice(&(-1f64).to_le_bytes())
+            }),
+        ),
+        (
+            "grid",
+            Box::new(|m, _| set_meta(m, "grid", serde_json::json!([0, 0]))),
+        ),
+        (
+            "latent_shape",
+            Box::new(|m, _| set_meta(m, "latent_shape", serde_json::json!([0, 4, 4]))),
+        ),
+        (
+            "guidance",
+            Box::new(|m, _| set_meta(m, "guidance", serde_json::json!(-1.0))),
+        ),
+        (
+            "class id",
+            Box::new(|m, _| set_meta(m, "num_classes", serde_json::json!(1))),
+        ),
+        (
+            "format",
+            Box::new(|m, _| set_meta(m, "format", serde_json::json!(7))),
+        ),
+    ];
+    for (what, edit) in cases {
+        let bad = dir.join("bad.st");
+        craft_stats(&st, &bad, edit);
+        let o = run(&["inspect", &s(&bad)]);
+        assert_clean_failure(&o, what);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(what) && err.contains("bad.st"),
+            "{what}: {err}"
+        );
+    }
+    // A count that a merge would wrap.
+    let big = dir.join("big.st");
+    craft_stats(&st, &big, |_, t| {
+        t.get_mut("count").unwrap().2[..8].copy_from_slice(&((1i64 << 52) + 1).to_le_bytes());
+        t.get_mut("moments.m3").unwrap().2.fill(0); // keeps the skewness in bounds
+    });
+    let err = fails(&["merge", "--out", &s(&dir.join("m.st")), &s(&big), &s(&big)]);
+    assert!(err.contains("merged count"), "{err}");
+}
+
+#[test]
+fn identical_runs_write_identical_statistics() {
+    let dir = scratch("bytes");
+    let images = idx_files(&dir, 30, 3);
+    let mut files = Vec::new();
+    for k in 0..3 {
+        let st = dir.join(format!("st{k}"));
+        ok(&[
+            "invert",
+            "--data",
+            &s(&images),
+            "--seed",
+            "2",
+            "--out",
+            &s(&st),
+        ]);
+        files.push(std::fs::read(&st).unwrap());
+    }
+    assert!(
+        files.windows(2).all(|w| w[0] == w[1]),
+        "statistics bytes differ between identical runs"
+    );
 }

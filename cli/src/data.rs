@@ -298,7 +298,11 @@ pub fn parse_class_map(text: &str, what: &str, folders: &[String]) -> Result<Vec
 const IMAGE_EXTS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
 /// The classes of an ImageFolder tree, with a note for everything that was passed over.
-fn open_folder(root: &Path, class_map: Option<&Path>, notes: &mut Vec<String>) -> Result<Vec<Class>> {
+fn open_folder(
+    root: &Path,
+    class_map: Option<&Path>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Class>> {
     let mut folders: Vec<String> = Vec::new();
     for e in std::fs::read_dir(root)
         .with_context(|| format!("cannot read data folder {}", root.display()))?

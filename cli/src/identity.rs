@@ -17,7 +17,10 @@ impl Identity {
 
     /// Record an optional flag: its value or `-` when not given.
     pub fn set_opt<T: ToString>(&mut self, flag: &str, value: Option<T>) {
-        self.set(flag, value.map_or_else(|| "-".to_string(), |v| v.to_string()));
+        self.set(
+            flag,
+            value.map_or_else(|| "-".to_string(), |v| v.to_string()),
+        );
     }
 
     /// SHA-256 of the canonical JSON: a short handle for per-class records.

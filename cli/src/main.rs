@@ -8,7 +8,9 @@ use d3hr_cli::fsx::{self, write_atomic};
 use d3hr_cli::identity::Identity;
 use d3hr_cli::models::{self, Models};
 use d3hr_cli::output::OutDir;
-use d3hr_cli::pipeline::{InvertJob, Sampled, invert_dataset, preflight, sample_class, write_class};
+use d3hr_cli::pipeline::{
+    InvertJob, Sampled, invert_dataset, preflight, sample_class, write_class,
+};
 use d3hr_cli::progress::{Reporter, err_line, out_line, stdout_failed};
 use d3hr_cli::settings::{Mapper, Selection};
 use d3hr_cli::stats::StatsFile;
@@ -29,7 +31,9 @@ fn main() -> ExitCode {
         err_line(&format!("error: {e:#}"));
     }
     if cli.global.json && stdout_failed() {
-        err_line("error: --json: could not write every line to stdout (closed pipe or full device)");
+        err_line(
+            "error: --json: could not write every line to stdout (closed pipe or full device)",
+        );
         return ExitCode::FAILURE;
     }
     if result.is_ok() {
@@ -168,10 +172,7 @@ fn check_sampling_memory(
     let per_img: usize = image.iter().product();
     let side = s.resize.map_or(image[1].max(image[2]), |r| r.get());
     if side > data::MAX_SIDE as usize {
-        bail!(
-            "--resize {side}: at most {} pixels a side",
-            data::MAX_SIDE
-        );
+        bail!("--resize {side}: at most {} pixels a side", data::MAX_SIDE);
     }
     // Latents: g, z_T, z_0 and a search buffer per thread; decoded images as f32; one resized
     // RGB image and its PNG at a time.
@@ -191,7 +192,8 @@ fn check_sampling_memory(
         (Some(b), Some(a)) if b as u64 > a => bail!(
             "--ipc {}{}: sampling one class needs about {:.1} GiB, more than the {:.1} GiB of memory available",
             sel.ipc,
-            s.resize.map_or(String::new(), |r| format!(" with --resize {r}")),
+            s.resize
+                .map_or(String::new(), |r| format!(" with --resize {r}")),
             b as f64 / f64::from(1u32 << 30),
             a as f64 / f64::from(1u32 << 30)
         ),
@@ -369,8 +371,8 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
     let recorded: Option<Identity> = (a.run.resume && ckpt.join("run.json").exists())
         .then(|| -> Result<Identity> {
             let b = fsx::read_regular(&ckpt.join("run.json"), "run record", 1 << 20)?;
-            Ok(serde_json::from_slice(&b)
-                .with_context(|| format!("{}: invalid run record", ckpt.display()))?)
+            serde_json::from_slice(&b)
+                .with_context(|| format!("{}: invalid run record", ckpt.display()))
         })
         .transpose()?;
     let seed = seed(
@@ -528,7 +530,10 @@ fn describe_ids(stats: &StatsFile) -> String {
         (Some(a), Some(b)) if contiguous => format!("classes {a}..{}", b + 1),
         _ => format!(
             "classes {}",
-            ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -681,7 +686,11 @@ fn inspect(path: &Path) -> Result<()> {
             .collect();
         dirs.sort();
         for d in dirs {
-            let name = d.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = d
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let recorded: Option<Vec<d3hr_cli::output::FileRecord>> = m["classes"]
                 .as_array()
                 .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()))
@@ -694,13 +703,17 @@ fn inspect(path: &Path) -> Result<()> {
                 if p.extension().is_none_or(|x| x != "png") {
                     continue;
                 }
-                let file = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let file = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
                 let meta = std::fs::symlink_metadata(&p).ok();
                 let intact = meta.is_some_and(|m| m.is_file() && m.len() > 0)
                     && recorded.as_ref().is_none_or(|files| {
-                        files.iter().any(|f| {
-                            f.name == file && fsx::sha256(&p).is_ok_and(|h| h == f.sha256)
-                        })
+                        files
+                            .iter()
+                            .any(|f| f.name == file && fsx::sha256(&p).is_ok_and(|h| h == f.sha256))
                     });
                 if intact {
                     good += 1;
@@ -709,7 +722,9 @@ fn inspect(path: &Path) -> Result<()> {
                 }
             }
             if bad > 0 {
-                out!("  {name}: {good} images, {bad} damaged (empty, not a file, or not as the manifest records)");
+                out!(
+                    "  {name}: {good} images, {bad} damaged (empty, not a file, or not as the manifest records)"
+                );
             } else {
                 out!("  {name}: {good} images");
             }

@@ -65,6 +65,18 @@ fn pick(flag: &Option<PathBuf>, name: &str, file: &str) -> Result<PathBuf> {
         Some(p) => p.clone(),
         None => default_dir().join(file),
     };
+    if flag.is_some() && p.is_dir() {
+        bail!(
+            "--{name} {}: is a folder; expected an ONNX graph file",
+            p.display()
+        );
+    }
+    if p.exists() && !p.is_file() {
+        bail!(
+            "--{name} {}: is not a regular file (a pipe, socket or device)",
+            p.display()
+        );
+    }
     if !p.is_file() {
         if flag.is_some() {
             bail!("--{name} {}: no such file", p.display());

@@ -56,7 +56,10 @@ fn meta_dir(out: &Path) -> PathBuf {
 }
 
 /// Read what a finished or interrupted run recorded in `out`.
-fn read_records(out: &Path) -> Result<(Option<RunRecord>, Vec<(String, DoneRecord)>)> {
+/// An earlier run's record, and the per-class records of its manifest.
+type Records = (Option<RunRecord>, Vec<(String, DoneRecord)>);
+
+fn read_records(out: &Path) -> Result<Records> {
     let run = meta_dir(out).join("run.json");
     let manifest = out.join("manifest.json");
     let mut done = Vec::new();
@@ -239,16 +242,20 @@ impl OutDir {
             return None;
         }
         let digest = identity.digest();
-        let rec = child(&meta_dir(&self.path).join("done"), &format!("{name}.json"), "")
-            .ok()
-            .and_then(|p| fsx::read_regular(&p, "record", MAX_RECORD).ok())
-            .and_then(|b| serde_json::from_slice::<DoneRecord>(&b).ok())
-            .or_else(|| {
-                self.manifest_done
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, r)| r.clone())
-            })?;
+        let rec = child(
+            &meta_dir(&self.path).join("done"),
+            &format!("{name}.json"),
+            "",
+        )
+        .ok()
+        .and_then(|p| fsx::read_regular(&p, "record", MAX_RECORD).ok())
+        .and_then(|b| serde_json::from_slice::<DoneRecord>(&b).ok())
+        .or_else(|| {
+            self.manifest_done
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, r)| r.clone())
+        })?;
         if rec.run != digest || rec.files.is_empty() {
             return None;
         }

@@ -5,8 +5,8 @@ use crate::cli::{Mapping, Mode, Posterior};
 use crate::data::{self, Class, Dataset, Fit};
 use crate::fsx::{child, sha256_bytes, write_atomic};
 use crate::identity::Identity;
-use crate::output::FileRecord;
 use crate::models::Models;
+use crate::output::FileRecord;
 use crate::progress::Reporter;
 use crate::settings::{Mapper, Selection, sampling_plan};
 use crate::stats::{ClassStats, Meta, StatsFile};
@@ -49,6 +49,7 @@ pub struct InvertJob<'a> {
 }
 
 impl<'a> InvertJob<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ds: &'a Dataset,
         mapper: &'a Mapper,

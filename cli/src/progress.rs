@@ -94,7 +94,9 @@ impl Reporter {
             b
         });
         if self.mode == Mode::Json {
-            out_line(&json!({"event": "stage", "stage": name, "total": total, "unit": unit}).to_string());
+            out_line(
+                &json!({"event": "stage", "stage": name, "total": total, "unit": unit}).to_string(),
+            );
         }
         Stage {
             mode: self.mode,

@@ -2,11 +2,11 @@
 //! shards merge exactly, and the settings and model identity in its metadata. Safetensors.
 
 use crate::fsx::write_atomic;
+use crate::identity::Identity;
 use anyhow::{Context, Result, bail};
 use d3hr_core::moments::{Moments, summarize};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use crate::identity::Identity;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -28,7 +28,10 @@ pub fn validate_meta(m: &Meta, name: &str) -> Result<()> {
     }
     let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex64(&m.dit_sha256) {
-        field("dit_sha256", format!("{:?} is not 64 hex digits", m.dit_sha256))?;
+        field(
+            "dit_sha256",
+            format!("{:?} is not 64 hex digits", m.dit_sha256),
+        )?;
     }
     if !(m.vae_encoder_sha256.is_empty() || hex64(&m.vae_encoder_sha256)) {
         field(
@@ -44,25 +47,39 @@ pub fn validate_meta(m: &Meta, name: &str) -> Result<()> {
     if elems(&m.latent_shape).is_none() {
         field(
             "latent_shape",
-            format!("{:?}: every size must be >= 1, at most {MAX_DIMS} in all", m.latent_shape),
+            format!(
+                "{:?}: every size must be >= 1, at most {MAX_DIMS} in all",
+                m.latent_shape
+            ),
         )?;
     }
     let [c, h, w] = m.image_shape;
     if elems(&m.image_shape).is_none() || !(c == 1 || c == 3) || h > 1 << 15 || w > 1 << 15 {
         field(
             "image_shape",
-            format!("{:?}: expected [1 or 3, height, width], each >= 1", m.image_shape),
+            format!(
+                "{:?}: expected [1 or 3, height, width], each >= 1",
+                m.image_shape
+            ),
         )?;
     }
     if !(m.scaling_factor.is_finite() && m.scaling_factor > 0.0) {
-        field("scaling_factor", format!("{} must be finite and > 0", m.scaling_factor))?;
+        field(
+            "scaling_factor",
+            format!("{} must be finite and > 0", m.scaling_factor),
+        )?;
     }
     if m.num_classes == 0 {
-        field("num_classes", "0: the model must know at least one class".into())?;
+        field(
+            "num_classes",
+            "0: the model must know at least one class".into(),
+        )?;
     }
     if m.grid.len() < 2
         || m.grid.windows(2).any(|p| p[0] >= p[1])
-        || m.grid.iter().any(|&t| t as usize >= crate::settings::TRAIN_STEPS)
+        || m.grid
+            .iter()
+            .any(|&t| t as usize >= crate::settings::TRAIN_STEPS)
     {
         field(
             "grid",
@@ -74,12 +91,14 @@ pub fn validate_meta(m: &Meta, name: &str) -> Result<()> {
         )?;
     }
     if !(m.guidance.is_finite() && m.guidance >= 0.0) {
-        field("guidance", format!("{} must be finite and >= 0", m.guidance))?;
+        field(
+            "guidance",
+            format!("{} must be finite and >= 0", m.guidance),
+        )?;
     }
     if let Some(crate::data::Fit::Pad { x, y, w: fw, h: fh }) = m.fit {
-        let inside = |o: u32, l: u32, n: usize| {
-            l > 0 && o.checked_add(l).is_some_and(|e| e as usize <= n)
-        };
+        let inside =
+            |o: u32, l: u32, n: usize| l > 0 && o.checked_add(l).is_some_and(|e| e as usize <= n);
         if !(inside(x, fw, w) && inside(y, fh, h)) {
             field(
                 "fit",
@@ -292,8 +311,9 @@ impl StatsFile {
         let info = header.metadata().clone().unwrap_or_default();
         let meta: Meta =
             serde_json::from_str(info.get("d3hr").with_context(ctx)?).with_context(ctx)?;
-        let names: Vec<String> = serde_json::from_str(info.get("class_names").with_context(ctx)?)
-            .with_context(|| format!("{name}: metadata `class_names`: not a list of names"))?;
+        let names: Vec<String> =
+            serde_json::from_str(info.get("class_names").with_context(ctx)?)
+                .with_context(|| format!("{name}: metadata `class_names`: not a list of names"))?;
         let run: Option<Identity> = info
             .get("d3hr_run")
             .map(|r| serde_json::from_str(r))
@@ -332,7 +352,7 @@ impl StatsFile {
         );
         let d: usize = meta.latent_shape.iter().product();
         let k = ids.len();
-        let kd = k.checked_mul(d).unwrap_or(usize::MAX);
+        let kd = k.saturating_mul(d);
         if counts.len() != k
             || names.len() != k
             || mean.len() != kd
@@ -427,7 +447,10 @@ impl StatsFile {
             .compatible(&other.meta)
             .map_err(|why| anyhow::anyhow!("{}: cannot merge: {why}", other_path.display()))?;
         for c in &other.classes {
-            let name_taken = self.classes.iter().any(|m| m.name == c.name && m.id != c.id);
+            let name_taken = self
+                .classes
+                .iter()
+                .any(|m| m.name == c.name && m.id != c.id);
             match self.classes.iter_mut().find(|m| m.id == c.id) {
                 Some(mine) => {
                     if mine.name != c.name {
