@@ -227,6 +227,11 @@ impl StatsFile {
 
     /// Write the file; `run` (the identity of the run that made it) goes into its metadata.
     pub fn write_run(&self, path: &Path, run: Option<&Identity>) -> Result<()> {
+        write_atomic(path, &self.to_bytes(run)?)
+    }
+
+    /// The file's bytes: the same for the same contents.
+    pub fn to_bytes(&self, run: Option<&Identity>) -> Result<Vec<u8>> {
         let d = self.dims();
         let k = self.classes.len();
         let mut finals: HashMap<&str, Vec<f32>> = HashMap::new();
@@ -285,8 +290,7 @@ impl StatsFile {
         if let Some(run) = run {
             info.insert("d3hr_run".to_string(), serde_json::to_string(run)?);
         }
-        let bytes = canonical_header(safetensors::serialize(views, Some(info))?)?;
-        write_atomic(path, &bytes)
+        canonical_header(safetensors::serialize(views, Some(info))?)
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
