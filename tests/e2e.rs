@@ -8,8 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_d3hr-cli")
+/// The binary under test; `D3HR_E2E_BIN` points the tests at another build (to check that a
+/// test fails on the code before a fix).
+fn bin() -> String {
+    std::env::var("D3HR_E2E_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_d3hr-cli").to_string())
 }
 
 fn fixtures() -> PathBuf {
@@ -951,6 +956,16 @@ fn mount_tmpfs(dir: &Path, size: &str) -> bool {
 fn a_full_disk_fails_the_run_and_leaves_no_empty_image_as_done() {
     let dir = scratch("enospc");
     let images = idx_files(&dir, 40, 4);
+    let st = dir.join("st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
+    ]);
     let disk = dir.join("disk");
     if !mount_tmpfs(&disk, "48k") {
         eprintln!(
@@ -966,10 +981,11 @@ fn a_full_disk_fails_the_run_and_leaves_no_empty_image_as_done() {
     }
     let _guard = Unmount(disk.clone());
     let out = disk.join("out");
+    // Room for the run record and some images: the disk fills up while PNGs are written.
     let args = [
-        "distill",
-        "--data",
-        &s(&images),
+        "sample",
+        "--stats",
+        &s(&st),
         "--ipc",
         "12",
         "--m",
