@@ -1313,6 +1313,20 @@ fn hostile_sizes_and_closed_outputs_do_not_panic() {
     ]);
     assert_clean_failure(&o, "--resize");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--resize"));
+    // More DiT copies than memory holds: refused before one is made.
+    let o = run(&[
+        "--replicas",
+        "100000000",
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "2",
+        "--out",
+        &s(&dir.join("o")),
+    ]);
+    assert_clean_failure(&o, "--replicas");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--replicas 100000000"));
 
     // A non-ASCII model hash in a statistics file.
     let bad = dir.join("utf8.st");

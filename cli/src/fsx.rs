@@ -234,6 +234,15 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Memory available to a new allocation (MemAvailable of /proc/meminfo), in bytes; `None`
+/// where unknown.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
 /// True when `dir` exists and holds anything.
 pub fn non_empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir)

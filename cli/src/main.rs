@@ -183,7 +183,7 @@ fn check_sampling_memory(
             .checked_mul(latents.checked_add(images)?)?
             .checked_add(side.checked_mul(side)?.checked_mul(8)?)
     })();
-    let avail = available_memory();
+    let avail = fsx::available_memory();
     match (bytes, avail) {
         (None, _) => bail!(
             "--ipc {}: the buffers for one class would not fit in the address space",
@@ -199,32 +199,6 @@ fn check_sampling_memory(
         ),
         _ => Ok(()),
     }
-}
-
-/// Refuse more DiT copies than memory holds (each holds the graph, about twice its file size).
-fn check_replicas(g: &Global, dit: &Path) -> Result<()> {
-    let Some(n) = g.replicas else { return Ok(()) };
-    let size = std::fs::metadata(dit).map(|m| m.len()).unwrap_or(0);
-    let need = size.saturating_mul(2).saturating_mul(n.get() as u64);
-    if let Some(a) = available_memory()
-        && need > a
-    {
-        bail!(
-            "--replicas {n}: {n} copies of {} need about {:.1} GiB, more than the {:.1} GiB of memory available",
-            dit.display(),
-            need as f64 / f64::from(1u32 << 30),
-            a as f64 / f64::from(1u32 << 30)
-        );
-    }
-    Ok(())
-}
-
-/// MemAvailable from /proc/meminfo, in bytes (None where unknown).
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.saturating_mul(1024))
 }
 
 fn warn_large_m(sel: &Selection, rep: &Reporter) {
@@ -248,7 +222,6 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
     let ds = Dataset::open(&a.data)?;
     data_notes(&ds, rep);
     let mut models = Models::load(g, true, true, true, mapper.guidance)?;
-    check_replicas(g, &models.dit_path)?;
     preflight(&ds, &models)?;
     check_sampling_memory(
         &sel,
@@ -385,7 +358,6 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
     let ds = Dataset::open(&a.data)?;
     data_notes(&ds, rep);
     let mut models = Models::load(g, true, true, false, mapper.guidance)?;
-    check_replicas(g, &models.dit_path)?;
     preflight(&ds, &models)?;
     let mut id = Identity::default();
     id.set("command", "invert");
@@ -458,7 +430,6 @@ fn sample(g: &Global, a: &cli::SampleArgs, rep: &Reporter) -> Result<()> {
     let seed = seed(&a.run, out.recorded_seed(), rep);
     let t0 = Instant::now();
     let mut models = Models::load(g, true, false, true, stats.meta.guidance)?;
-    check_replicas(g, &models.dit_path)?;
     if models.dit_sha256 != stats.meta.dit_sha256 {
         bail!(
             "{} was made with another DiT (sha256 {}…, file {}) than {} (sha256 {}…)",
