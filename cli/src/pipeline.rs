@@ -295,6 +295,14 @@ pub fn invert_dataset(job: &InvertJob<'_>, models: &mut Models) -> Result<(Stats
                 &done_run.unwrap_or_default(),
                 &format!("checkpoint {}", ckpt.display()),
             )?;
+            if !matches!(&done.classes[..], [c] if c.id == class.id && c.name == class.name) {
+                bail!(
+                    "{}: checkpoint does not hold class `{}` (id {}) alone; rerun with --force",
+                    ckpt.display(),
+                    class.name,
+                    class.id
+                );
+            }
             if let Err(why) = done.meta.compatible(&want).and_then(|_| {
                 if done.meta.seed == seed {
                     Ok(())
