@@ -614,12 +614,23 @@ fn merge(a: &cli::MergeArgs, rep: &Reporter) -> Result<()> {
             a.out.display()
         );
     }
+    // The merged file's identity: the command and the hash of every input, in order.
+    let mut id = Identity::default();
+    id.set("command", "merge");
+    id.set(
+        "inputs",
+        a.inputs
+            .iter()
+            .map(|p| fsx::sha256(p))
+            .collect::<Result<Vec<_>>>()?
+            .join(","),
+    );
     let mut merged = StatsFile::read(&a.inputs[0])?;
     for p in &a.inputs[1..] {
         let other = StatsFile::read(p)?;
         merged.merge(&other, p)?;
     }
-    merged.write(&a.out)?;
+    merged.write_run(&a.out, Some(&id))?;
     rep.result(
         json!({"event": "done", "out": a.out, "classes": merged.classes.len()}),
         &format!(
