@@ -8,8 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_d3hr-cli")
+/// The binary under test; `D3HR_E2E_BIN` points the tests at another build (to check that a
+/// test fails on the code before a fix).
+fn bin() -> String {
+    std::env::var("D3HR_E2E_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_d3hr-cli").to_string())
 }
 
 fn fixtures() -> PathBuf {
@@ -121,7 +126,10 @@ fn pngs(dir: &Path) -> Vec<PathBuf> {
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out; // a run that failed early made no folder
+    };
+    for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
             out.extend(walk(&p));
@@ -130,6 +138,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 fn s(p: &Path) -> String {
@@ -796,6 +808,899 @@ fn inspect_describes_stats_and_outputs() {
     );
     let err = fails(&["inspect", &s(&images)]);
     assert!(err.contains("not a d3hr statistics file"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 23): no input, flag or fault may delete user data, write a broken file as
+// done, or panic. Each test below failed on the code before the fix.
+
+/// A copy of the statistics file `from` at `to`, with `edit` applied to its metadata and tensors
+/// (name → (dtype, shape, bytes)): a crafted, hostile statistics file.
+fn craft_stats(
+    from: &Path,
+    to: &Path,
+    edit: impl FnOnce(
+        &mut std::collections::HashMap<String, String>,
+        &mut std::collections::BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+    ),
+) {
+    let bytes = std::fs::read(from).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: std::collections::BTreeMap<_, _> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, (t.dtype(), t.shape().to_vec(), t.data().to_vec())))
+        .collect();
+    edit(&mut meta, &mut tensors);
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, (d, s, b))| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(to, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+}
+
+/// Edit one field of the `d3hr` metadata JSON.
+fn set_meta(meta: &mut std::collections::HashMap<String, String>, key: &str, v: serde_json::Value) {
+    let mut m: serde_json::Value = serde_json::from_str(&meta["d3hr"]).unwrap();
+    m[key] = v;
+    meta.insert("d3hr".into(), m.to_string());
+}
+
+/// Statistics of a 3-class IDX set, made once per test folder.
+fn base_stats(dir: &Path) -> PathBuf {
+    let images = idx_files(dir, 30, 3);
+    let st = dir.join("base.st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
+    ]);
+    st
+}
+
+/// No output "--panicked--" and the exit status of an error, not of a panic or an abort.
+fn assert_clean_failure(out: &Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: should have failed");
+    assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+}
+
+#[test]
+fn hostile_class_names_delete_nothing_outside_out() {
+    let dir = scratch("traversal");
+    let st = base_stats(&dir);
+    let victim = dir.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("precious.txt"), b"user data").unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for name in [
+        "../victim".to_string(),
+        s(&victim),
+        "..".into(),
+        ".".into(),
+        "a/../../victim".into(),
+        String::new(),
+        ".d3hr".into(),
+        "x\u{0}y".into(),
+    ] {
+        let bad = dir.join("bad.st");
+        craft_stats(&st, &bad, |meta, _| {
+            let names = serde_json::json!([name, "1", "2"]);
+            meta.insert("class_names".into(), names.to_string());
+        });
+        let err = fails(&[
+            "sample",
+            "--stats",
+            &s(&bad),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--force",
+            "--out",
+            &s(&out),
+        ]);
+        assert!(err.contains("class name"), "{name:?}: {err}");
+        assert!(
+            victim.join("precious.txt").exists(),
+            "{name:?} deleted a folder outside --out"
+        );
+    }
+    // Names in a class map are refused the same way.
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 2);
+    let map = dir.join("map.txt");
+    std::fs::write(&map, "cat 0\ndog 1\n../victim 2\n").unwrap();
+    let err = fails(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--ipc",
+        "2",
+        "--out",
+        &s(&dir.join("o2")),
+    ]);
+    assert!(
+        err.contains("../victim") && err.contains("map.txt:3"),
+        "{err}"
+    );
+    assert!(victim.join("precious.txt").exists());
+}
+
+/// Mount a tmpfs of `size` at `dir` (root only); `false` when this machine does not allow it.
+fn mount_tmpfs(dir: &Path, size: &str) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_full_disk_fails_the_run_and_leaves_no_empty_image_as_done() {
+    let dir = scratch("enospc");
+    let images = idx_files(&dir, 40, 4);
+    let st = dir.join("st");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
+    ]);
+    let disk = dir.join("disk");
+    if !mount_tmpfs(&disk, "48k") {
+        eprintln!(
+            "\n!!! SKIPPED a_full_disk_fails_the_run_and_leaves_no_empty_image_as_done: cannot mount a tmpfs here (needs root); the unit test fsx::tests::a_full_disk_is_an_error_not_a_short_file covers the writer\n"
+        );
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(disk.clone());
+    let out = disk.join("out");
+    // Room for the run record and some images: the disk fills up while PNGs are written.
+    let args = [
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "12",
+        "--m",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        &s(&out),
+    ];
+    let o = run(&args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "a full disk must fail the run");
+    assert!(
+        err.contains("No space left") || err.contains("os error 28"),
+        "{err}"
+    );
+    for p in pngs(&out) {
+        let len = std::fs::metadata(&p).unwrap().len();
+        assert!(len > 0, "{} is empty", p.display());
+        image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    assert!(!out.join("manifest.json").exists());
+    // With room again, --resume finishes: every image whole.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    ok(&resume);
+    let files = pngs(&out);
+    assert_eq!(files.len(), 48);
+    for p in files {
+        image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+}
+
+#[test]
+fn resume_refuses_other_settings_by_name() {
+    let dir = scratch("identity");
+    let images = idx_files(&dir, 40, 2);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other_images = idx_files(&other, 30, 2);
+    let out = dir.join("out");
+    let base = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "distill",
+            "--data",
+            &s(&images),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--seed",
+            "3",
+            "--limit-per-class",
+            "15",
+            "--out",
+            &s(&out),
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    ok(&as_refs(&base(&[])));
+    for (extra, flag) in [
+        (
+            vec!["--limit-per-class", "10"],
+            "--limit-per-class (15, now 10)",
+        ),
+        (vec!["--ipc", "3"], "--ipc (2, now 3)"),
+        (vec!["--seed", "4"], "--seed (3, now 4)"),
+        (vec!["--shard", "0/2"], "--shard (-, now 0/2)"),
+        (vec!["--classes", "0"], "--classes"),
+        (vec!["--data", &s(&other_images)], "--data"),
+        (vec!["--guidance", "2"], "--guidance"),
+        (vec!["--m", "6"], "--m (5, now 6)"),
+    ] {
+        let mut v = base(&extra);
+        v.push("--resume".into());
+        let err = fails(&as_refs(&v));
+        assert!(
+            err.contains(flag) && err.contains("--force"),
+            "{extra:?}: {err}"
+        );
+    }
+    // The same data rewritten (other contents, same path) is another run too.
+    let mut v = base(&["--resume"]);
+    ok(&as_refs(&v));
+    idx_files(&dir, 42, 2);
+    let err = fails(&as_refs(&v));
+    assert!(err.contains("--data (contents)"), "{err}");
+    // Without --seed, --resume continues with the recorded seed.
+    v.retain(|a| a != "--seed" && a != "3");
+    let err = fails(&as_refs(&v));
+    assert!(!err.contains("--seed"), "{err}");
+
+    // An interrupted `invert` refuses to resume with another --shard.
+    let st = dir.join("st");
+    let partial = dir.join(".st.d3hr-partial");
+    ok(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--out",
+        &s(&st),
+    ]);
+    std::fs::create_dir_all(&partial).unwrap();
+    let mut id = serde_json::Map::new();
+    id.insert("--shard".into(), "-".into());
+    std::fs::write(
+        partial.join("run.json"),
+        serde_json::Value::Object(id).to_string(),
+    )
+    .unwrap();
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&images),
+        "--seed",
+        "1",
+        "--shard",
+        "1/2",
+        "--resume",
+        "--out",
+        &s(&st),
+    ]);
+    assert!(err.contains("--shard (-, now 1/2)"), "{err}");
+}
+
+#[test]
+fn a_class_counts_as_done_only_when_verified() {
+    let dir = scratch("verified");
+    let images = idx_files(&dir, 20, 2);
+    let out = dir.join("out");
+    let args = [
+        "distill",
+        "--data",
+        &s(&images),
+        "--ipc",
+        "3",
+        "--m",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        &s(&out),
+    ];
+    ok(&args);
+    let good = std::fs::read(out.join("1").join("0.png")).unwrap();
+    // A damaged image (truncated to 0 bytes, as a full disk left them) is remade on --resume.
+    std::fs::write(out.join("1").join("0.png"), b"").unwrap();
+    let o = ok(&["inspect", &s(&out)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("1: 2 images, 1 damaged"), "{text}");
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    ok(&resume);
+    assert_eq!(std::fs::read(out.join("1").join("0.png")).unwrap(), good);
+}
+
+#[test]
+fn duplicate_class_ids_are_refused() {
+    let dir = scratch("dupids");
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 2);
+    let map = dir.join("map.txt");
+    std::fs::write(&map, "cat 1\ndog 1\n").unwrap();
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--out",
+        &s(&dir.join("x.st")),
+    ]);
+    assert!(err.contains("class id 1") && err.contains("cat"), "{err}");
+    std::fs::write(&map, "cat 1\ncat 2\ndog 3\n").unwrap();
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--out",
+        &s(&dir.join("x.st")),
+    ]);
+    assert!(err.contains("mapped twice"), "{err}");
+    // A statistics file with one id twice.
+    let st = base_stats(&dir);
+    let bad = dir.join("dup.st");
+    craft_stats(&st, &bad, |_, t| {
+        let ids = &mut t.get_mut("class_ids").unwrap().2;
+        ids[8..16].copy_from_slice(&0i64.to_le_bytes());
+    });
+    let err = fails(&["inspect", &s(&bad)]);
+    assert!(err.contains("class id 0 appears twice"), "{err}");
+}
+
+#[test]
+fn force_replaces_the_whole_output_and_never_an_input() {
+    let dir = scratch("force");
+    let images = idx_files(&dir, 30, 3);
+    let out = dir.join("out");
+    let run_with = |extra: &[&str]| {
+        let mut v = vec![
+            "distill".to_string(),
+            "--data".into(),
+            s(&images),
+            "--ipc".into(),
+            "2".into(),
+            "--m".into(),
+            "5".into(),
+            "--seed".into(),
+            "1".into(),
+            "--out".into(),
+            s(&out),
+        ];
+        v.extend(extra.iter().map(|x| x.to_string()));
+        run(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert!(run_with(&[]).status.success());
+    assert!(out.join("2").exists());
+    assert!(run_with(&["--force", "--classes", "0,1"]).status.success());
+    assert!(out.join("0").exists() && out.join("1").exists());
+    assert!(!out.join("2").exists(), "stale class 2 kept after --force");
+    // Files d3hr did not write are not removed: --force refuses.
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    let o = run_with(&["--force"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("notes.txt"), "{err}");
+    assert!(out.join("notes.txt").exists());
+
+    // --out equal to, inside or containing --data is refused, with or without --force.
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 2);
+    for o in [
+        data.clone(),
+        data.join("out"),
+        dir.clone(),
+        data.join("cat"),
+    ] {
+        let err = fails(&[
+            "distill",
+            "--data",
+            &s(&data),
+            "--ipc",
+            "2",
+            "--force",
+            "--out",
+            &s(&o),
+        ]);
+        assert!(err.contains("--data"), "{}: {err}", o.display());
+        assert_eq!(pngs(&data).len(), 2, "input images deleted");
+    }
+    // The statistics input of `sample` inside a --force'd --out.
+    let err = fails(&[
+        "sample",
+        "--stats",
+        &s(&out.join("stats.safetensors")),
+        "--ipc",
+        "2",
+        "--force",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(err.contains("--stats"), "{err}");
+}
+
+#[test]
+fn hostile_sizes_and_closed_outputs_do_not_panic() {
+    let dir = scratch("panics");
+    // An IDX header whose n·rows·cols overflows.
+    let idx = dir.join("train-images-idx3-ubyte");
+    let mut h = vec![0, 0, 8, 3];
+    for v in [u32::MAX, u32::MAX, u32::MAX] {
+        h.extend_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(&idx, &h).unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 0],
+    )
+    .unwrap();
+    let o = run(&["invert", "--data", &s(&idx), "--out", &s(&dir.join("a.st"))]);
+    assert_clean_failure(&o, "overflowing IDX header");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("4294967295 images"));
+
+    let st = base_stats(&dir);
+    // An --ipc whose buffers overflow, and one that cannot fit in memory.
+    for ipc in ["18446744073709551615", "100000000"] {
+        let o = run(&[
+            "sample",
+            "--stats",
+            &s(&st),
+            "--ipc",
+            ipc,
+            "--m",
+            "2",
+            "--out",
+            &s(&dir.join("o")),
+        ]);
+        assert_clean_failure(&o, ipc);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("--ipc {ipc}")), "{err}");
+    }
+    let o = run(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "2",
+        "--resize",
+        "4000000000",
+        "--out",
+        &s(&dir.join("o")),
+    ]);
+    assert_clean_failure(&o, "--resize");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resize"));
+    // More DiT copies than memory holds: refused before one is made.
+    let o = run(&[
+        "--replicas",
+        "100000000",
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "2",
+        "--out",
+        &s(&dir.join("o")),
+    ]);
+    assert_clean_failure(&o, "--replicas");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--replicas 100000000"));
+
+    // A non-ASCII model hash in a statistics file.
+    let bad = dir.join("utf8.st");
+    craft_stats(&st, &bad, |meta, _| {
+        set_meta(meta, "dit_sha256", "ééééééééééééééééé".into());
+    });
+    for args in [
+        vec!["inspect", &s(&bad)],
+        vec![
+            "sample",
+            "--stats",
+            &s(&bad),
+            "--ipc",
+            "2",
+            "--out",
+            &s(&dir.join("o")),
+        ],
+    ] {
+        let args: Vec<String> = args.into_iter().map(|a| a.to_string()).collect();
+        let o = run(&as_refs(&args));
+        assert_clean_failure(&o, "non-ASCII dit_sha256");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("dit_sha256"));
+    }
+
+    // --json into a closed pipe and into a full device: an error, not a panic.
+    let mut all = model_args();
+    all.extend(
+        [
+            "--json",
+            "sample",
+            "--stats",
+            &s(&st),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--out",
+            &s(&dir.join("pipe")),
+        ]
+        .map(String::from),
+    );
+    let mut child = Command::new(bin())
+        .args(&all)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let o = child.wait_with_output().unwrap();
+    assert_clean_failure(&o, "--json | closed pipe");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--json"));
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        all.last_mut().unwrap().push_str("-full");
+        let o = Command::new(bin())
+            .args(&all)
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_clean_failure(&o, "--json > /dev/full");
+    }
+}
+
+#[test]
+fn bad_images_cost_bounded_work_and_never_hang() {
+    let dir = scratch("bombs");
+    let data = dir.join("data");
+    image_folder(&data, &["cat", "dog"], 3);
+    // A 1×4,000,000 strip: a few kB of PNG (the decoder refuses its width).
+    image::GrayImage::new(4_000_000, 1)
+        .save(data.join("cat").join("strip.png"))
+        .unwrap();
+    // A 1×30,000 strip within the decoder's bounds: cropped before it is resized.
+    image::GrayImage::new(30_000, 1)
+        .save(data.join("dog").join("strip.png"))
+        .unwrap();
+    // A FIFO named like an image, and one nested folder.
+    let fifo = data.join("dog").join("fifo.png");
+    let have_fifo = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    std::fs::create_dir_all(data.join("dog").join("more")).unwrap();
+    image::GrayImage::new(8, 8)
+        .save(data.join("dog").join("more").join("x.png"))
+        .unwrap();
+    let mut all = model_args();
+    all.retain(|a| a != "--quiet");
+    all.extend(
+        [
+            "distill",
+            "--data",
+            &s(&data),
+            "--ipc",
+            "2",
+            "--m",
+            "5",
+            "--seed",
+            "1",
+            "--out",
+            &s(&dir.join("out")),
+        ]
+        .map(String::from),
+    );
+    let mut child = Command::new(bin())
+        .args(&all)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed().as_secs() > 120 {
+            child.kill().unwrap();
+            panic!("the run hung (a FIFO named .png?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("strip.png"),
+        "the refused strip is named: {err}"
+    );
+    if have_fifo {
+        assert!(err.contains("not regular files"), "{err}");
+    }
+    assert!(err.contains("sub-folder(s) ignored"), "{err}");
+}
+
+#[test]
+fn data_problems_fail_before_the_first_class_is_inverted() {
+    let dir = scratch("early");
+    let data = dir.join("data");
+    image_folder(&data, &["a", "b"], 3);
+    // An empty class sorted last: refused before class `a` is inverted.
+    std::fs::create_dir_all(data.join("zz")).unwrap();
+    let out = dir.join("out");
+    let err = fails(&[
+        "distill",
+        "--data",
+        &s(&data),
+        "--ipc",
+        "2",
+        "--m",
+        "5",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(err.contains("`zz`") && err.contains("no images"), "{err}");
+    assert!(!out.join(".d3hr").join("invert").exists(), "work started");
+    std::fs::remove_dir(data.join("zz")).unwrap();
+    // A label beyond the DiT's classes, on the last class.
+    let map = dir.join("map.txt");
+    std::fs::write(&map, "a 0\nb 77\n").unwrap();
+    let partial = dir.join(".x.st.d3hr-partial");
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--class-map",
+        &s(&map),
+        "--out",
+        &s(&dir.join("x.st")),
+    ]);
+    assert!(err.contains("77") && err.contains("10 classes"), "{err}");
+    assert!(
+        !partial.join("class-0.safetensors").exists(),
+        "work started"
+    );
+    // 0×0 IDX images.
+    let idx = dir.join("train-images-idx3-ubyte");
+    let mut h = vec![0, 0, 8, 3];
+    for v in [2u32, 0, 0] {
+        h.extend_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(&idx, &h).unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 2, 0, 1],
+    )
+    .unwrap();
+    let err = fails(&["invert", "--data", &s(&idx), "--out", &s(&dir.join("y.st"))]);
+    assert!(err.contains("0x0") && err.contains("empty"), "{err}");
+    // An --out that cannot be written: a trailing slash on a file name, a path under a file.
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--out",
+        &format!("{}/", s(&dir.join("z.st"))),
+    ]);
+    assert!(err.contains("--out") && err.contains("folder"), "{err}");
+    let err = fails(&[
+        "invert",
+        "--data",
+        &s(&data),
+        "--out",
+        &s(&map.join("z.st")),
+    ]);
+    assert!(err.contains("--out"), "{err}");
+    assert!(!dir.join(".z.st.d3hr-partial").exists());
+}
+
+#[test]
+fn messages_say_what_was_found() {
+    let dir = scratch("messages");
+    let idx = dir.join("train-images-idx3-ubyte");
+    std::fs::write(
+        &idx,
+        [0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 0],
+    )
+    .unwrap();
+    let err = fails(&["invert", "--data", &s(&idx), "--out", &s(&dir.join("a.st"))]);
+    assert!(err.contains("magic 0x12345678"), "{err}");
+    let gz = dir.join("t10k-images-idx3-ubyte.gz");
+    std::fs::write(&gz, b"PK\x03\x04 a zip file").unwrap();
+    let err = fails(&["invert", "--data", &s(&gz), "--out", &s(&dir.join("a.st"))]);
+    assert!(
+        err.contains("not gzip") && err.contains("50 4b 03 04"),
+        "{err}"
+    );
+    let good = dir.join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let good = idx_files(&good, 6, 2);
+    let mut args = model_args();
+    args[1] = s(&dir);
+    let o = Command::new(bin())
+        .args(&args)
+        .args([
+            "invert",
+            "--data",
+            &s(&good),
+            "--out",
+            &s(&dir.join("a.st")),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--onnx") && err.contains("is a folder"),
+        "{err}"
+    );
+    let st = base_stats(&dir);
+    let err = fails(&[
+        "sample",
+        "--stats",
+        &s(&st),
+        "--ipc",
+        "2",
+        "--classes",
+        "99",
+        "--out",
+        &s(&dir.join("o")),
+    ]);
+    assert!(
+        err.contains("class 99 is not in") && err.contains("0..3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn crafted_statistics_are_refused_field_by_field() {
+    let dir = scratch("crafted");
+    let st = base_stats(&dir);
+    type Edit = Box<
+        dyn FnOnce(
+            &mut std::collections::HashMap<String, String>,
+            &mut std::collections::BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+        ),
+    >;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "count -1",
+            Box::new(|_, t| {
+                t.get_mut("count").unwrap().2[..8].copy_from_slice(&(-1i64).to_le_bytes())
+            }),
+        ),
+        (
+            "fit",
+            Box::new(|m, _| {
+                set_meta(
+                    m,
+                    "fit",
+                    serde_json::json!({"Pad": {"x": 30, "y": 2, "w": 28, "h": 28}}),
+                )
+            }),
+        ),
+        (
+            "mean",
+            Box::new(|_, t| {
+                t.get_mut("moments.mean").unwrap().2[..8].copy_from_slice(&1e300f64.to_le_bytes())
+            }),
+        ),
+        (
+            "std",
+            Box::new(|_, t| {
+                t.get_mut("moments.m2").unwrap().2[..8].copy_from_slice(&1e300f64.to_le_bytes())
+            }),
+        ),
+        (
+            "M2",
+            Box::new(|_, t| {
+                t.get_mut("moments.m2").unwrap().2[..8].copy_from_slice(&(-1f64).to_le_bytes())
+            }),
+        ),
+        (
+            "grid",
+            Box::new(|m, _| set_meta(m, "grid", serde_json::json!([0, 0]))),
+        ),
+        (
+            "latent_shape",
+            Box::new(|m, _| set_meta(m, "latent_shape", serde_json::json!([0, 4, 4]))),
+        ),
+        (
+            "guidance",
+            Box::new(|m, _| set_meta(m, "guidance", serde_json::json!(-1.0))),
+        ),
+        (
+            "class id",
+            Box::new(|m, _| set_meta(m, "num_classes", serde_json::json!(1))),
+        ),
+        (
+            "format",
+            Box::new(|m, _| set_meta(m, "format", serde_json::json!(7))),
+        ),
+    ];
+    for (what, edit) in cases {
+        let bad = dir.join("bad.st");
+        craft_stats(&st, &bad, edit);
+        let o = run(&["inspect", &s(&bad)]);
+        assert_clean_failure(&o, what);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(what) && err.contains("bad.st"),
+            "{what}: {err}"
+        );
+    }
+    // A count that a merge would wrap.
+    let big = dir.join("big.st");
+    craft_stats(&st, &big, |_, t| {
+        t.get_mut("count").unwrap().2[..8].copy_from_slice(&((1i64 << 52) + 1).to_le_bytes());
+        t.get_mut("moments.m3").unwrap().2.fill(0); // keeps the skewness in bounds
+    });
+    let err = fails(&["merge", "--out", &s(&dir.join("m.st")), &s(&big), &s(&big)]);
+    assert!(err.contains("merged count"), "{err}");
+}
+
+#[test]
+fn identical_runs_write_identical_statistics() {
+    let dir = scratch("bytes");
+    let images = idx_files(&dir, 30, 3);
+    let mut files = Vec::new();
+    for k in 0..3 {
+        let st = dir.join(format!("st{k}"));
+        ok(&[
+            "invert",
+            "--data",
+            &s(&images),
+            "--seed",
+            "2",
+            "--out",
+            &s(&st),
+        ]);
+        files.push(std::fs::read(&st).unwrap());
+    }
+    assert!(
+        files.windows(2).all(|w| w[0] == w[1]),
+        "statistics bytes differ between identical runs"
+    );
 }
 
 /// The `d3hr` metadata of a statistics file, as JSON.

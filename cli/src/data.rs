@@ -49,6 +49,10 @@ pub struct Dataset {
     pub idx: Option<Arc<IdxImages>>,
     /// Which part of the data this task took with `--shard auto` / `--classes auto`, and why.
     pub part: Option<String>,
+    /// What was passed over while listing (nested folders, non-image files), for the user.
+    pub notes: Vec<String>,
+    /// The image shard `(i, n)` taken, from `--shard i/n` or `--shard auto`.
+    pub shard: Option<(usize, usize)>,
 }
 
 /// `3`, `3,7` or `2..5` (a run of consecutive ids).
@@ -178,17 +182,48 @@ pub fn parse_shard(spec: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// The largest IDX file accepted, compressed or not (MNIST-like data sets are well under 1 GiB).
+pub const MAX_IDX_BYTES: u64 = 8 << 30;
+
+/// The bytes of an IDX file, gunzipped when it starts with the gzip magic.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = crate::fsx::read_regular(path, "--data", MAX_IDX_BYTES)?;
+    gunzip_if_gz(&raw, &path.display().to_string())
+}
+
+/// `raw` gunzipped if it starts with the gzip magic (at most [`MAX_IDX_BYTES`] out), else as is;
+/// a name ending in `.gz` without the magic is refused with the bytes that were found.
+pub fn gunzip_if_gz(raw: &[u8], name: &str) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::GzDecoder::new(raw)
+            .take(MAX_IDX_BYTES + 1)
             .read_to_end(&mut out)
-            .with_context(|| format!("{}: not a valid gzip file", path.display()))?;
+            .with_context(|| format!("{name}: starts like gzip but does not decompress"))?;
+        if out.len() as u64 > MAX_IDX_BYTES {
+            bail!("{name}: decompresses to more than {MAX_IDX_BYTES} bytes");
+        }
         Ok(out)
+    } else if name.ends_with(".gz") {
+        bail!(
+            "{name}: named .gz but is not gzip (starts with {}, gzip starts with 1f 8b)",
+            head(raw)
+        )
     } else {
-        Ok(raw)
+        Ok(raw.to_vec())
     }
+}
+
+/// The first bytes of `b` in hex, for messages.
+fn head(b: &[u8]) -> String {
+    if b.is_empty() {
+        return "nothing: the file is empty".into();
+    }
+    b.iter()
+        .take(4)
+        .map(|v| format!("{v:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn be_u32(b: &[u8], at: usize) -> u32 {
@@ -225,31 +260,76 @@ fn labels_path(images: &Path) -> Result<PathBuf> {
 
 fn open_idx(path: &Path) -> Result<(Arc<IdxImages>, Vec<u8>)> {
     let img = read_maybe_gz(path)?;
-    if img.len() < 16 || be_u32(&img, 0) != 0x0803 {
+    let lp = labels_path(path)?;
+    let lab = read_maybe_gz(&lp)?;
+    parse_idx(
+        &img,
+        &lab,
+        &path.display().to_string(),
+        &lp.display().to_string(),
+    )
+}
+
+/// An IDX images file and its labels, checked: magic numbers, sizes (overflow-checked), no
+/// empty images, one label per image.
+pub fn parse_idx(
+    img: &[u8],
+    lab: &[u8],
+    img_name: &str,
+    lab_name: &str,
+) -> Result<(Arc<IdxImages>, Vec<u8>)> {
+    if img.len() < 16 {
         bail!(
-            "{}: not an IDX images file (magic 0x00000803)",
-            path.display()
+            "{img_name}: not an IDX images file: {} bytes, shorter than the 16-byte header",
+            img.len()
+        );
+    }
+    let magic = be_u32(img, 0);
+    if magic != 0x0803 {
+        bail!(
+            "{img_name}: not an IDX images file: magic 0x{magic:08x}, expected 0x00000803 (unsigned bytes, 3 dimensions)"
         );
     }
     let (n, rows, cols) = (
-        be_u32(&img, 4) as usize,
-        be_u32(&img, 8) as usize,
-        be_u32(&img, 12) as usize,
+        be_u32(img, 4) as usize,
+        be_u32(img, 8) as usize,
+        be_u32(img, 12) as usize,
     );
-    if img.len() != 16 + n * rows * cols {
+    if n > 0 && (rows == 0 || cols == 0) {
+        bail!("{img_name}: header says {n} images of {rows}x{cols} pixels: empty images");
+    }
+    let want = n
+        .checked_mul(rows)
+        .and_then(|v| v.checked_mul(cols))
+        .and_then(|v| v.checked_add(16));
+    match want {
+        Some(w) if w == img.len() => {}
+        Some(w) => bail!(
+            "{img_name}: header says {n} images of {rows}x{cols} ({w} bytes) but the file has {} bytes",
+            img.len()
+        ),
+        None => bail!(
+            "{img_name}: header says {n} images of {rows}x{cols}: more bytes than can be addressed"
+        ),
+    }
+    if lab.len() < 8 {
         bail!(
-            "{}: truncated: header says {n} images of {rows}x{cols}",
-            path.display()
+            "{lab_name}: not an IDX labels file: {} bytes, shorter than the 8-byte header",
+            lab.len()
         );
     }
-    let lp = labels_path(path)?;
-    let lab = read_maybe_gz(&lp)?;
-    if lab.len() < 8
-        || be_u32(&lab, 0) != 0x0801
-        || be_u32(&lab, 4) as usize != n
-        || lab.len() != 8 + n
-    {
-        bail!("{}: not an IDX labels file for {n} images", lp.display());
+    let magic = be_u32(lab, 0);
+    if magic != 0x0801 {
+        bail!(
+            "{lab_name}: not an IDX labels file: magic 0x{magic:08x}, expected 0x00000801 (unsigned bytes, 1 dimension)"
+        );
+    }
+    let count = be_u32(lab, 4) as usize;
+    if count != n || lab.len() - 8 != n {
+        bail!(
+            "{lab_name}: header says {count} labels and the file holds {}, but {img_name} has {n} images",
+            lab.len() - 8
+        );
     }
     Ok((
         Arc::new(IdxImages {
@@ -261,33 +341,57 @@ fn open_idx(path: &Path) -> Result<(Arc<IdxImages>, Vec<u8>)> {
     ))
 }
 
+/// The largest class map accepted.
+const MAX_CLASS_MAP: u64 = 64 << 20;
+
 fn read_class_map(path: &Path, folders: &[String]) -> Result<Vec<(String, u32)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --class-map {}", path.display()))?;
-    let mut out = Vec::new();
+    let bytes = crate::fsx::read_regular(path, "--class-map", MAX_CLASS_MAP)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| anyhow!("--class-map {}: not UTF-8 text ({e})", path.display()))?;
+    parse_class_map(&text, &format!("--class-map {}", path.display()), folders)
+}
+
+/// A class map (`folder id` or `folder` per line, `#` comments) for these folders: every folder
+/// named once, every id used once, every name safe as an output folder.
+pub fn parse_class_map(text: &str, what: &str, folders: &[String]) -> Result<Vec<(String, u32)>> {
+    let mut out: Vec<(String, u32)> = Vec::new();
+    let mut seen: std::collections::BTreeMap<u32, (String, usize)> = Default::default();
+    let mut entries = 0u32;
     for (line_no, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let at = format!("{what}:{}", line_no + 1);
         let mut parts = line.split_whitespace();
         let folder = parts.next().unwrap_or_default().to_string();
         let id = match parts.next() {
-            Some(v) => v.parse().with_context(|| {
-                format!("{}:{}: bad class id `{v}`", path.display(), line_no + 1)
-            })?,
-            None => out.len() as u32,
+            Some(v) => v
+                .parse()
+                .map_err(|_| anyhow!("{at}: bad class id `{v}` (expected a number 0..2^32)"))?,
+            None => entries,
         };
+        if let Some(extra) = parts.next() {
+            bail!("{at}: unexpected `{extra}` after `{folder} {id}` (expected `folder [id]`)");
+        }
+        entries = entries.saturating_add(1);
+        crate::fsx::safe_name(&folder, &at)?;
+        if out.iter().any(|(f, _)| *f == folder) {
+            bail!("{at}: folder `{folder}` is mapped twice");
+        }
+        if let Some((other, l)) = seen.get(&id) {
+            bail!(
+                "{at}: class id {id} is given to `{folder}` and to `{other}` (line {l}): each class needs its own id"
+            );
+        }
+        seen.insert(id, (folder.clone(), line_no + 1));
         if folders.contains(&folder) {
             out.push((folder, id));
         }
     }
     for f in folders {
         if !out.iter().any(|(g, _)| g == f) {
-            bail!(
-                "{}: class folder `{f}` has no entry in the class map",
-                path.display()
-            );
+            bail!("{what}: class folder `{f}` has no entry in the class map");
         }
     }
     Ok(out)
@@ -295,14 +399,33 @@ fn read_class_map(path: &Path, folders: &[String]) -> Result<Vec<(String, u32)>>
 
 const IMAGE_EXTS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
-fn open_folder(root: &Path, class_map: Option<&Path>) -> Result<Vec<Class>> {
-    let mut folders: Vec<String> = std::fs::read_dir(root)
+/// The classes of an ImageFolder tree, with a note for everything that was passed over.
+fn open_folder(
+    root: &Path,
+    class_map: Option<&Path>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Class>> {
+    let mut folders: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(root)
         .with_context(|| format!("cannot read data folder {}", root.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    {
+        let e = e.with_context(|| format!("cannot read data folder {}", root.display()))?;
+        if !e.path().is_dir() {
+            continue;
+        }
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            bail!(
+                "{}: class folder name {:?} is not UTF-8",
+                root.display(),
+                e.file_name()
+            );
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        crate::fsx::safe_name(&name, &root.display().to_string())?;
+        folders.push(name);
+    }
     folders.sort();
     if folders.is_empty() {
         bail!(
@@ -317,15 +440,52 @@ fn open_folder(root: &Path, class_map: Option<&Path>) -> Result<Vec<Class>> {
     let mut classes = Vec::new();
     for (name, id) in ids {
         let dir = root.join(&name);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        let mut files: Vec<PathBuf> = Vec::new();
+        let (mut nested, mut special, mut other) = (0usize, 0usize, 0usize);
+        for e in std::fs::read_dir(&dir)
             .with_context(|| format!("cannot read class folder {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTS.contains(&e.to_lowercase().as_str()))
-            })
-            .collect();
+        {
+            let p = e
+                .with_context(|| format!("cannot read class folder {}", dir.display()))?
+                .path();
+            // Follows symbolic links: a link to an image counts, a link to a pipe does not.
+            let Ok(meta) = std::fs::metadata(&p) else {
+                special += 1;
+                continue;
+            };
+            let is_image = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTS.contains(&e.to_lowercase().as_str()));
+            if meta.is_dir() {
+                nested += 1;
+            } else if !meta.is_file() {
+                special += usize::from(is_image);
+            } else if is_image {
+                files.push(p);
+            } else {
+                other += 1;
+            }
+        }
+        if nested > 0 {
+            notes.push(format!(
+                "note: {}: {nested} sub-folder(s) ignored: only images directly in a class folder are read",
+                dir.display()
+            ));
+        }
+        if special > 0 {
+            notes.push(format!(
+                "warning: {}: {special} image name(s) skipped: not regular files (pipes, sockets, devices, broken links)",
+                dir.display()
+            ));
+        }
+        if other > 0 {
+            notes.push(format!(
+                "note: {}: {other} file(s) ignored: not {}",
+                dir.display(),
+                IMAGE_EXTS.join("/")
+            ));
+        }
         files.sort();
         classes.push(Class {
             id,
@@ -354,10 +514,14 @@ impl Dataset {
             }
             bail!("--data {}: no such file or folder", source.display());
         }
+        let mut notes = Vec::new();
+        if args.class_map.is_some() && !source.is_dir() {
+            bail!("--class-map applies to an ImageFolder --data, not to an IDX file");
+        }
         let (kind, mut classes, idx) = if source.is_dir() {
             (
                 "imagefolder",
-                open_folder(&source, args.class_map.as_deref())?,
+                open_folder(&source, args.class_map.as_deref(), &mut notes)?,
                 None,
             )
         } else {
@@ -442,8 +606,82 @@ impl Dataset {
             classes,
             idx,
             part,
+            notes,
+            shard,
         })
     }
+
+    /// The ids of the classes taken, as `2..5` or `3,7`.
+    pub fn class_ids(&self) -> String {
+        describe_ids(&self.classes.iter().map(|c| c.id).collect::<Vec<_>>())
+    }
+
+    /// A digest of what decides the data's contents: for an IDX file its size and modification
+    /// time (and its labels'), for an ImageFolder every chosen image's class, id, name, size and
+    /// modification time. Cheap (no image is read) and stable between identical runs.
+    pub fn fingerprint(&self) -> Result<String> {
+        use std::fmt::Write as _;
+        let stamp = |p: &Path| -> Result<String> {
+            let m = std::fs::metadata(p).with_context(|| format!("cannot stat {}", p.display()))?;
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            Ok(format!("{}:{t}", m.len()))
+        };
+        let mut text = String::new();
+        if self.idx.is_some() {
+            let _ = writeln!(text, "idx {}", stamp(&self.source)?);
+            let _ = writeln!(text, "labels {}", stamp(&labels_path(&self.source)?)?);
+        }
+        for c in &self.classes {
+            let _ = writeln!(text, "class {} {} {}", c.id, c.name, c.items.len());
+            for item in &c.items {
+                match item {
+                    Item::Idx(i) => {
+                        let _ = writeln!(text, " {i}");
+                    }
+                    Item::File(p) => {
+                        let name = p.file_name().unwrap_or_default().to_string_lossy();
+                        let _ = writeln!(text, " {name} {}", stamp(p)?);
+                    }
+                }
+            }
+        }
+        Ok(crate::fsx::sha256_bytes(text.as_bytes()))
+    }
+}
+
+/// The largest image file read (bytes), and the decoder's bounds: at most [`MAX_SIDE`] pixels a
+/// side and [`MAX_DECODE_BYTES`] of decoded pixels.
+pub const MAX_IMAGE_FILE: u64 = 256 << 20;
+pub const MAX_SIDE: u32 = 1 << 15;
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+fn item_name(item: &Item) -> String {
+    match item {
+        Item::Idx(i) => format!("IDX image {i}"),
+        Item::File(p) => p.display().to_string(),
+    }
+}
+
+/// Decode an image file within bounds. Anything but a regular file is refused before it is
+/// opened (opening a FIFO would block the run forever).
+pub fn decode_file(p: &Path) -> Result<DynamicImage> {
+    let bytes = crate::fsx::read_regular(p, "image", MAX_IMAGE_FILE)?;
+    decode_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", p.display()))
+}
+
+/// Decode image bytes (format from the content) within the bounds above.
+pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage> {
+    let mut r = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    r.limits(limits);
+    Ok(r.decode()?)
 }
 
 /// How an image was fitted to the VAE's square input, to undo it on output.
@@ -475,9 +713,12 @@ pub fn load(
                 GrayImage::from_raw(d.cols as u32, d.rows as u32, px).expect("sizes"),
             )
         }
-        Item::File(p) => image::open(p).map_err(|e| anyhow!("{}: {e}", p.display()))?,
+        Item::File(p) => decode_file(p)?,
     };
     let (w, h) = (img.width(), img.height());
+    if w == 0 || h == 0 {
+        bail!("{}: the image is {w}x{h} pixels: empty", item_name(item));
+    }
     let pad = matches!(item, Item::Idx(_)) && w <= size && h <= size;
     let (img, fit) = if pad {
         let canvas = match channels {
@@ -501,14 +742,13 @@ pub fn load(
             },
         )
     } else {
-        let s = size as f32 / w.min(h) as f32;
-        let (nw, nh) = (
-            ((w as f32 * s).round() as u32).max(size),
-            ((h as f32 * s).round() as u32).max(size),
-        );
-        let r = img.resize_exact(nw, nh, FilterType::Lanczos3);
+        // Center-crop the square of the short side first, then resize it: the work is bounded by
+        // the decoded area whatever the aspect ratio (resizing the short side of a 1×4,000,000
+        // strip to the VAE size first would make a 32×128,000,000 image).
+        let side = w.min(h);
+        let square = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
         (
-            r.crop_imm((nw - size) / 2, (nh - size) / 2, size, size),
+            square.resize_exact(size, size, FilterType::Lanczos3),
             Fit::Resize,
         )
     };

@@ -38,6 +38,8 @@ pub fn session_config(g: &Global) -> SessionConfig {
 /// copy per core, in graph runs of [`SMALL_GRAPH_RUN`] latents (README, speed section: 1.5× one
 /// two-thread session for the embedded int8 DiT on two cores, 1.1× for the fp32 one).
 const SMALL_GRAPH_BYTES: u64 = 64 << 20;
+/// The most DiT copies run side by side.
+const MAX_REPLICAS: usize = 1024;
 /// Latents per graph run of a small DiT on CPU.
 const SMALL_GRAPH_RUN: usize = 8;
 
@@ -54,6 +56,24 @@ fn dit_plan(g: &Global, path: &Path) -> Result<(NonZeroUsize, Option<NonZeroUsiz
     } else {
         NonZeroUsize::MIN
     });
+    // Each copy holds the graph (about twice its file size once loaded): refuse more copies
+    // than memory holds before any is made.
+    let need = bytes
+        .saturating_mul(2)
+        .saturating_mul(replicas.get() as u64);
+    if let Some(avail) = crate::fsx::available_memory()
+        && need > avail
+    {
+        bail!(
+            "--replicas {replicas}: {replicas} copies of {} need about {:.1} GiB, more than the {:.1} GiB of memory available",
+            path.display(),
+            need as f64 / f64::from(1u32 << 30),
+            avail as f64 / f64::from(1u32 << 30)
+        );
+    }
+    if replicas.get() > MAX_REPLICAS {
+        bail!("--replicas {replicas}: at most {MAX_REPLICAS} copies");
+    }
     let run = g
         .dit_batch
         .or(small.then(|| NonZeroUsize::new(SMALL_GRAPH_RUN).unwrap()));
@@ -65,6 +85,18 @@ fn pick(flag: &Option<PathBuf>, name: &str, file: &str) -> Result<PathBuf> {
         Some(p) => p.clone(),
         None => default_dir().join(file),
     };
+    if flag.is_some() && p.is_dir() {
+        bail!(
+            "--{name} {}: is a folder; expected an ONNX graph file",
+            p.display()
+        );
+    }
+    if p.exists() && !p.is_file() {
+        bail!(
+            "--{name} {}: is not a regular file (a pipe, socket or device)",
+            p.display()
+        );
+    }
     if !p.is_file() {
         if flag.is_some() {
             bail!("--{name} {}: no such file", p.display());

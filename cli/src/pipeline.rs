@@ -3,8 +3,10 @@
 
 use crate::cli::{Mapping, Mode, Posterior};
 use crate::data::{self, Class, Dataset, Fit};
-use crate::fsx::write_atomic;
+use crate::fsx::{child, sha256_bytes, write_atomic};
+use crate::identity::Identity;
 use crate::models::Models;
+use crate::output::FileRecord;
 use crate::progress::Reporter;
 use crate::settings::{Mapper, Selection, sampling_plan};
 use crate::stats::{ClassStats, Meta, StatsFile};
@@ -42,9 +44,12 @@ pub struct InvertJob<'a> {
     pub ckpt_dir: &'a Path,
     pub resume: bool,
     pub rep: &'a Reporter,
+    /// The run's identity, recorded in every checkpoint and checked on `--resume`.
+    pub run: &'a Identity,
 }
 
 impl<'a> InvertJob<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ds: &'a Dataset,
         mapper: &'a Mapper,
@@ -53,6 +58,7 @@ impl<'a> InvertJob<'a> {
         ckpt_dir: &'a Path,
         resume: bool,
         rep: &'a Reporter,
+        run: &'a Identity,
     ) -> Self {
         InvertJob {
             ds,
@@ -63,6 +69,7 @@ impl<'a> InvertJob<'a> {
             ckpt_dir,
             resume,
             rep,
+            run,
         }
     }
 }
@@ -70,6 +77,36 @@ impl<'a> InvertJob<'a> {
 /// One batch from the image-loading thread: pixels, the class positions of the images that
 /// loaded, and how they were fitted.
 type Loaded = (Vec<f32>, Vec<u64>, Option<Fit>);
+
+/// Everything about the data that would fail a class mid-run, checked before the first model
+/// call: no class without images, no id beyond the DiT's classes, every name safe as an output
+/// folder.
+pub fn preflight(ds: &Dataset, models: &Models) -> Result<()> {
+    let num_classes = models.dit.as_ref().map_or(u32::MAX, |d| d.num_classes());
+    if ds.classes.is_empty() {
+        bail!("{}: no classes to work on", ds.source.display());
+    }
+    for class in &ds.classes {
+        crate::fsx::safe_name(&class.name, &ds.source.display().to_string())?;
+        if class.id >= num_classes {
+            bail!(
+                "class `{}` has id {} but the DiT {} knows only {num_classes} classes (0..{num_classes})",
+                class.name,
+                class.id,
+                models.dit_path.display()
+            );
+        }
+        if class.items.is_empty() {
+            bail!(
+                "class `{}` (id {}) has no images in {}",
+                class.name,
+                class.id,
+                ds.source.display()
+            );
+        }
+    }
+    Ok(())
+}
 
 /// Statistics of one class from its images. Images are decoded on a worker thread so the model
 /// never waits for them.
@@ -252,6 +289,7 @@ pub fn invert_dataset(job: &InvertJob<'_>, models: &mut Models) -> Result<(Stats
         ckpt_dir,
         resume,
         rep,
+        run,
         ..
     } = *job;
     let total: u64 = ds.classes.iter().map(|c| c.items.len() as u64).sum();
@@ -262,7 +300,19 @@ pub fn invert_dataset(job: &InvertJob<'_>, models: &mut Models) -> Result<(Stats
         let ckpt = ckpt_dir.join(format!("class-{}.safetensors", class.id));
         let want = meta(models, mapper, seed, ds, fit);
         if resume && ckpt.exists() {
-            let done = StatsFile::read(&ckpt)?;
+            let (done, done_run) = StatsFile::read_run(&ckpt)?;
+            run.check_resume(
+                &done_run.unwrap_or_default(),
+                &format!("checkpoint {}", ckpt.display()),
+            )?;
+            if !matches!(&done.classes[..], [c] if c.id == class.id && c.name == class.name) {
+                bail!(
+                    "{}: checkpoint does not hold class `{}` (id {}) alone; rerun with --force",
+                    ckpt.display(),
+                    class.name,
+                    class.id
+                );
+            }
             if let Err(why) = done.meta.compatible(&want).and_then(|_| {
                 if done.meta.seed == seed {
                     Ok(())
@@ -291,7 +341,7 @@ pub fn invert_dataset(job: &InvertJob<'_>, models: &mut Models) -> Result<(Stats
             meta: meta(models, mapper, seed, ds, fit),
             classes: vec![stats],
         };
-        one.write(&ckpt)?;
+        one.write_run(&ckpt, Some(run))?;
         classes.extend(one.classes);
     }
     let secs = bar.finish();
@@ -491,9 +541,12 @@ pub fn to_image(
 }
 
 #[allow(clippy::too_many_arguments)]
-/// Write one class's images into `<out>/<name>/` atomically: a staging folder renamed into place.
+/// Write one class's images into `<out>/<name>/` atomically: each file encoded in memory and
+/// written with a checked, synced write into a staging folder, which is renamed into place. The
+/// files written, with sizes and hashes, are returned for the class's done record.
 pub fn write_class(
     out: &Path,
+    staging: &Path,
     name: &str,
     s: &Sampled,
     shape: [usize; 3],
@@ -501,17 +554,28 @@ pub fn write_class(
     resize: Option<u32>,
     latent_shape: [usize; 3],
     save_latents: bool,
-) -> Result<PathBuf> {
-    let staging = out.join(".d3hr").join(format!("staging-{name}"));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)
+) -> Result<(PathBuf, Vec<FileRecord>)> {
+    let dest = child(out, name, "class")?;
+    let _ = std::fs::remove_dir_all(staging);
+    std::fs::create_dir_all(staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
+    let mut files = Vec::new();
+    let mut put = |file: String, bytes: &[u8]| -> Result<()> {
+        write_atomic(&staging.join(&file), bytes)?;
+        files.push(FileRecord {
+            name: file,
+            bytes: bytes.len() as u64,
+            sha256: sha256_bytes(bytes),
+        });
+        Ok(())
+    };
     let per: usize = shape.iter().product();
     for (k, px) in s.images.chunks(per).enumerate() {
         let img = to_image(px, shape, fit, resize);
-        let path = staging.join(format!("{k}.png"));
-        img.save_with_format(&path, image::ImageFormat::Png)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .with_context(|| format!("cannot encode image {k} of class `{name}`"))?;
+        put(format!("{k}.png"), &png)?;
     }
     if save_latents {
         let n = s.z_t.len() / latent_shape.iter().product::<usize>();
@@ -530,8 +594,8 @@ pub fn write_class(
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shp, &a)?,
             ),
         ];
-        write_atomic(
-            &staging.join("latents.safetensors"),
+        put(
+            "latents.safetensors".into(),
             &safetensors::serialize(views, None)?,
         )?;
     }
@@ -542,19 +606,22 @@ pub fn write_class(
         let bytes: Vec<u8> = all.iter().flat_map(|v| v.to_le_bytes()).collect();
         let view =
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![m, n, d], &bytes)?;
-        write_atomic(
-            &staging.join("candidates.safetensors"),
+        put(
+            "candidates.safetensors".into(),
             &safetensors::serialize(vec![("g", view)], None)?,
         )?;
     }
-    let dest = out.join(name);
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest)
-            .with_context(|| format!("cannot replace {}", dest.display()))?;
+    if let Ok(m) = std::fs::symlink_metadata(&dest) {
+        if m.is_dir() {
+            std::fs::remove_dir_all(&dest)
+        } else {
+            std::fs::remove_file(&dest)
+        }
+        .with_context(|| format!("cannot replace {}", dest.display()))?;
     }
-    std::fs::rename(&staging, &dest)
+    std::fs::rename(staging, &dest)
         .with_context(|| format!("cannot move {} into place", dest.display()))?;
-    Ok(dest)
+    Ok((dest, files))
 }
 
 #[cfg(test)]

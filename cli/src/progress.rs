@@ -2,7 +2,31 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// One line on stdout. A closed pipe or a full device does not panic (as `println!` does): the
+/// failure is remembered, the run goes on, and `main` reports it at the end
+/// ([`stdout_failed`]).
+pub fn out_line(line: &str) {
+    let mut o = std::io::stdout().lock();
+    if writeln!(o, "{line}").and_then(|()| o.flush()).is_err() {
+        STDOUT_FAILED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One line on stderr; an error writing it is ignored (there is nowhere left to report it).
+pub fn err_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// True when a line could not be written to stdout.
+pub fn stdout_failed() -> bool {
+    STDOUT_FAILED.load(Ordering::Relaxed)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -41,8 +65,8 @@ impl Reporter {
     /// A human note on stderr (or a JSON `note` event).
     pub fn note(&self, msg: &str) {
         match self.mode {
-            Mode::Bars => eprintln!("{msg}"),
-            Mode::Json => println!("{}", json!({"event": "note", "message": msg})),
+            Mode::Bars => err_line(msg),
+            Mode::Json => out_line(&json!({"event": "note", "message": msg}).to_string()),
             Mode::Quiet => {}
         }
     }
@@ -50,8 +74,8 @@ impl Reporter {
     /// A structured result line: printed as JSON in `--json` mode, as `text` otherwise.
     pub fn result(&self, value: serde_json::Value, text: &str) {
         match self.mode {
-            Mode::Json => println!("{value}"),
-            Mode::Bars => eprintln!("{text}"),
+            Mode::Json => out_line(&value.to_string()),
+            Mode::Bars => err_line(text),
             Mode::Quiet => {}
         }
     }
@@ -70,9 +94,8 @@ impl Reporter {
             b
         });
         if self.mode == Mode::Json {
-            println!(
-                "{}",
-                json!({"event": "stage", "stage": name, "total": total, "unit": unit})
+            out_line(
+                &json!({"event": "stage", "stage": name, "total": total, "unit": unit}).to_string(),
             );
         }
         Stage {
@@ -106,11 +129,8 @@ impl Stage {
             let secs = self.start.elapsed().as_secs_f64();
             let rate = self.done as f64 / secs.max(1e-9);
             let eta = (self.total.saturating_sub(self.done)) as f64 / rate.max(1e-9);
-            println!(
-                "{}",
-                json!({"event": "progress", "stage": self.name, "done": self.done, "total": self.total,
-                       "rate_per_s": rate, "eta_s": eta})
-            );
+            out_line(&json!({"event": "progress", "stage": self.name, "done": self.done, "total": self.total,
+                       "rate_per_s": rate, "eta_s": eta}).to_string());
         }
     }
 
@@ -121,10 +141,7 @@ impl Stage {
         }
         let secs = self.start.elapsed().as_secs_f64();
         if self.mode == Mode::Json {
-            println!(
-                "{}",
-                json!({"event": "stage_done", "stage": self.name, "done": self.done, "seconds": secs})
-            );
+            out_line(&json!({"event": "stage_done", "stage": self.name, "done": self.done, "seconds": secs}).to_string());
         }
         secs
     }

@@ -2,12 +2,130 @@
 //! shards merge exactly, and the settings and model identity in its metadata. Safetensors.
 
 use crate::fsx::write_atomic;
+use crate::identity::Identity;
 use anyhow::{Context, Result, bail};
 use d3hr_core::moments::{Moments, summarize};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+/// The largest statistics file read (ImageNet-1k at 4096 dimensions is about 200 MB).
+pub const MAX_STATS_BYTES: u64 = 16 << 30;
+/// The largest sample count of a class (f64 counts are exact up to 2^53).
+pub const MAX_COUNT: u64 = 1 << 53;
+/// Bound on |μ|, σ and |γ| of a latent dimension: latents are about unit scale, and values
+/// beyond this overflow to ±∞ in f32 arithmetic downstream.
+pub const MAX_VALUE: f64 = 1e6;
+/// Bound on latent dimensions (C·H·W) and image elements (C·H·W).
+const MAX_DIMS: usize = 1 << 24;
+
+/// Check every metadata field of a statistics file, with a message naming the file and field.
+pub fn validate_meta(m: &Meta, name: &str) -> Result<()> {
+    let field = |f: &str, why: String| -> Result<()> { bail!("{name}: metadata `{f}`: {why}") };
+    if m.format != 1 {
+        field("format", format!("{} (this d3hr reads format 1)", m.format))?;
+    }
+    let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex64(&m.dit_sha256) {
+        field(
+            "dit_sha256",
+            format!("{:?} is not 64 hex digits", m.dit_sha256),
+        )?;
+    }
+    if !(m.vae_encoder_sha256.is_empty() || hex64(&m.vae_encoder_sha256)) {
+        field(
+            "vae_encoder_sha256",
+            format!("{:?} is not 64 hex digits", m.vae_encoder_sha256),
+        )?;
+    }
+    let elems = |s: &[usize; 3]| {
+        s.iter()
+            .try_fold(1usize, |a, &v| a.checked_mul(v))
+            .filter(|&n| n > 0 && n <= MAX_DIMS)
+    };
+    if elems(&m.latent_shape).is_none() {
+        field(
+            "latent_shape",
+            format!(
+                "{:?}: every size must be >= 1, at most {MAX_DIMS} in all",
+                m.latent_shape
+            ),
+        )?;
+    }
+    let [c, h, w] = m.image_shape;
+    if elems(&m.image_shape).is_none() || !(c == 1 || c == 3) || h > 1 << 15 || w > 1 << 15 {
+        field(
+            "image_shape",
+            format!(
+                "{:?}: expected [1 or 3, height, width], each >= 1",
+                m.image_shape
+            ),
+        )?;
+    }
+    if !(m.scaling_factor.is_finite() && m.scaling_factor > 0.0) {
+        field(
+            "scaling_factor",
+            format!("{} must be finite and > 0", m.scaling_factor),
+        )?;
+    }
+    if m.num_classes == 0 {
+        field(
+            "num_classes",
+            "0: the model must know at least one class".into(),
+        )?;
+    }
+    if m.grid.len() < 2
+        || m.grid.windows(2).any(|p| p[0] >= p[1])
+        || m.grid
+            .iter()
+            .any(|&t| t as usize >= crate::settings::TRAIN_STEPS)
+    {
+        field(
+            "grid",
+            format!(
+                "{:?}: expected at least 2 increasing time steps below {}",
+                m.grid,
+                crate::settings::TRAIN_STEPS
+            ),
+        )?;
+    }
+    if !(m.guidance.is_finite() && m.guidance >= 0.0) {
+        field(
+            "guidance",
+            format!("{} must be finite and >= 0", m.guidance),
+        )?;
+    }
+    if let Some(crate::data::Fit::Pad { x, y, w: fw, h: fh }) = m.fit {
+        let inside =
+            |o: u32, l: u32, n: usize| l > 0 && o.checked_add(l).is_some_and(|e| e as usize <= n);
+        if !(inside(x, fw, w) && inside(y, fh, h)) {
+            field(
+                "fit",
+                format!("crop {fw}x{fh} at ({x}, {y}) does not lie inside the {w}x{h} image"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrite a safetensors file's JSON header with sorted keys (the library writes its metadata
+/// from a `HashMap`, in a different order every run): same contents, same bytes.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let header: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
+        serde_json::from_slice(&bytes[8..8 + n])?;
+    let mut text = serde_json::to_vec(&header)?;
+    // The data that follows stays 8-byte aligned, as safetensors pads it.
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
+}
 
 /// What produced the statistics: enough to refuse mixing incompatible files and to sample later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,27 +217,6 @@ fn bytes_i64(v: &[i64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// safetensors writes its `__metadata__` map in `HashMap` order, which changes from process to
-/// process; the same statistics must give the same bytes (a merge is checked with `cmp`), so the
-/// header is written again with every key sorted: the same JSON, the same length, the same data
-/// offsets.
-fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
-    let n = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-        .filter(|n| 8 + n <= bytes.len())
-        .context("safetensors wrote no header")?;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
-    header.sort_all_objects();
-    let sorted = serde_json::to_vec(&header)?;
-    if sorted.len() > n {
-        bail!("the sorted safetensors header is longer than the original");
-    }
-    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
-    bytes[8 + sorted.len()..8 + n].fill(b' ');
-    Ok(bytes)
-}
-
 impl StatsFile {
     pub fn dims(&self) -> usize {
         self.meta.latent_shape.iter().product()
@@ -136,7 +233,13 @@ impl StatsFile {
         (m, s, g)
     }
 
-    pub fn write(&self, path: &Path) -> Result<()> {
+    /// Write the file; `run` (the identity of the run that made it) goes into its metadata.
+    pub fn write_run(&self, path: &Path, run: Option<&Identity>) -> Result<()> {
+        write_atomic(path, &self.to_bytes(run)?)
+    }
+
+    /// The file's bytes: the same for the same contents.
+    pub fn to_bytes(&self, run: Option<&Identity>) -> Result<Vec<u8>> {
         let d = self.dims();
         let k = self.classes.len();
         let mut finals: HashMap<&str, Vec<f32>> = HashMap::new();
@@ -188,33 +291,55 @@ impl StatsFile {
             .map(|(n, t, s, b)| Ok((n.clone(), TensorView::new(*t, s.clone(), b)?)))
             .collect::<Result<_, safetensors::SafeTensorError>>()?;
         let names: Vec<&str> = self.classes.iter().map(|c| c.name.as_str()).collect();
-        let info = HashMap::from([
+        let mut info = HashMap::from([
             ("d3hr".to_string(), serde_json::to_string(&self.meta)?),
             ("class_names".to_string(), serde_json::to_string(&names)?),
         ]);
-        let bytes = safetensors::serialize(views, Some(info))?;
-        write_atomic(path, &sorted_header(bytes)?)
+        if let Some(run) = run {
+            info.insert("d3hr_run".to_string(), serde_json::to_string(run)?);
+        }
+        canonical_header(safetensors::serialize(views, Some(info))?)
     }
 
+    pub fn write(&self, path: &Path) -> Result<()> {
+        self.write_run(path, None)
+    }
+
+    /// Read and validate a statistics file.
     pub fn read(path: &Path) -> Result<StatsFile> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read statistics file {}", path.display()))?;
-        let ctx = || format!("{}: not a d3hr statistics file", path.display());
-        let (_, header) = SafeTensors::read_metadata(&bytes).with_context(ctx)?;
+        Ok(Self::read_run(path)?.0)
+    }
+
+    /// Read and validate a statistics file, with the run identity recorded in it (if any).
+    pub fn read_run(path: &Path) -> Result<(StatsFile, Option<Identity>)> {
+        let bytes = crate::fsx::read_regular(path, "statistics file", MAX_STATS_BYTES)?;
+        Self::parse(&bytes, &path.display().to_string())
+    }
+
+    /// Parse and validate the bytes of a statistics file; `name` is used in messages.
+    pub fn parse(bytes: &[u8], name: &str) -> Result<(StatsFile, Option<Identity>)> {
+        let ctx = || format!("{name}: not a d3hr statistics file");
+        let (_, header) = SafeTensors::read_metadata(bytes).with_context(ctx)?;
         let info = header.metadata().clone().unwrap_or_default();
         let meta: Meta =
             serde_json::from_str(info.get("d3hr").with_context(ctx)?).with_context(ctx)?;
         let names: Vec<String> =
-            serde_json::from_str(info.get("class_names").with_context(ctx)?).with_context(ctx)?;
-        let st = SafeTensors::deserialize(&bytes).with_context(ctx)?;
-        let get = |name: &str, dtype: Dtype| -> Result<Vec<u8>> {
+            serde_json::from_str(info.get("class_names").with_context(ctx)?)
+                .with_context(|| format!("{name}: metadata `class_names`: not a list of names"))?;
+        let run: Option<Identity> = info
+            .get("d3hr_run")
+            .map(|r| serde_json::from_str(r))
+            .transpose()
+            .with_context(|| format!("{name}: metadata `d3hr_run`: not a run identity"))?;
+        validate_meta(&meta, name)?;
+        let st = SafeTensors::deserialize(bytes).with_context(ctx)?;
+        let get = |t_name: &str, dtype: Dtype| -> Result<Vec<u8>> {
             let t = st
-                .tensor(name)
-                .with_context(|| format!("{}: tensor `{name}` missing", path.display()))?;
+                .tensor(t_name)
+                .with_context(|| format!("{name}: tensor `{t_name}` missing"))?;
             if t.dtype() != dtype {
                 bail!(
-                    "{}: tensor `{name}` is {:?}, expected {dtype:?}",
-                    path.display(),
+                    "{name}: tensor `{t_name}` is {:?}, expected {dtype:?}",
                     t.dtype()
                 );
             }
@@ -222,12 +347,12 @@ impl StatsFile {
         };
         let i64s = |b: Vec<u8>| -> Vec<i64> {
             b.chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect()
         };
         let f64s = |b: Vec<u8>| -> Vec<f64> {
             b.chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect()
         };
         let ids = i64s(get("class_ids", Dtype::I64)?);
@@ -239,31 +364,93 @@ impl StatsFile {
         );
         let d: usize = meta.latent_shape.iter().product();
         let k = ids.len();
+        let kd = k.saturating_mul(d);
         if counts.len() != k
             || names.len() != k
-            || mean.len() != k * d
-            || m2.len() != k * d
-            || m3.len() != k * d
+            || mean.len() != kd
+            || m2.len() != kd
+            || m3.len() != kd
         {
             bail!(
-                "{}: inconsistent tensor sizes for {k} classes of {d} dimensions",
-                path.display()
+                "{name}: inconsistent sizes for {k} classes of {d} dimensions: {} counts, {} names, {}/{}/{} moments",
+                counts.len(),
+                names.len(),
+                mean.len(),
+                m2.len(),
+                m3.len()
             );
         }
-        let mut classes = Vec::with_capacity(k);
+        if k == 0 {
+            bail!("{name}: holds no classes");
+        }
+        let mut classes: Vec<ClassStats> = Vec::with_capacity(k);
         for i in 0..k {
+            let cname = &names[i];
+            let at = format!("{name}: class {i} ({cname:?})");
+            crate::fsx::safe_name(cname, name)?;
+            let id = u32::try_from(ids[i])
+                .ok()
+                .filter(|&id| id < meta.num_classes)
+                .with_context(|| {
+                    format!(
+                        "{at}: class id {} is outside the model's 0..{}",
+                        ids[i], meta.num_classes
+                    )
+                })?;
+            let count = u64::try_from(counts[i])
+                .ok()
+                .filter(|&n| (1..=MAX_COUNT).contains(&n))
+                .with_context(|| {
+                    format!("{at}: count {} is not between 1 and {MAX_COUNT}", counts[i])
+                })?;
+            if let Some(other) = classes.iter().find(|c| c.id == id) {
+                bail!("{at}: class id {id} appears twice (also `{}`)", other.name);
+            }
+            if let Some(other) = classes.iter().find(|c| c.name == *cname) {
+                bail!("{at}: class name appears twice (ids {} and {id})", other.id);
+            }
+            let rows = i * d..(i + 1) * d;
+            for j in 0..d {
+                let (mu, q2, q3) = (mean[rows.start + j], m2[rows.start + j], m3[rows.start + j]);
+                let s = summarize(count, mu, q2, q3);
+                let bad = |what: &str, v: f64| {
+                    anyhow::anyhow!(
+                        "{at}: dimension {j}: {what} {v:e} is not a finite value within ±{MAX_VALUE:e}"
+                    )
+                };
+                if !(mu.is_finite() && mu.abs() <= MAX_VALUE) {
+                    return Err(bad("mean", mu));
+                }
+                if !(q2.is_finite() && q2 >= 0.0) {
+                    return Err(anyhow::anyhow!(
+                        "{at}: dimension {j}: M2 {q2:e} must be finite and >= 0"
+                    ));
+                }
+                if !q3.is_finite() {
+                    return Err(bad("M3", q3));
+                }
+                for (what, v) in [
+                    ("std", s.std),
+                    ("unbiased std", s.std_unbiased),
+                    ("skewness", s.skewness),
+                ] {
+                    if !(v.is_finite() && v.abs() <= MAX_VALUE) {
+                        return Err(bad(what, v));
+                    }
+                }
+            }
             let mut buf = Vec::with_capacity(3 * d);
-            buf.extend_from_slice(&mean[i * d..(i + 1) * d]);
-            buf.extend_from_slice(&m2[i * d..(i + 1) * d]);
-            buf.extend_from_slice(&m3[i * d..(i + 1) * d]);
-            let moments = Moments::from_parts(d, counts[i] as u64, buf).expect("3·d values");
+            buf.extend_from_slice(&mean[rows.clone()]);
+            buf.extend_from_slice(&m2[rows.clone()]);
+            buf.extend_from_slice(&m3[rows]);
+            let moments = Moments::from_parts(d, count, buf)?;
             classes.push(ClassStats {
-                id: ids[i] as u32,
-                name: names[i].clone(),
+                id,
+                name: cname.clone(),
                 moments,
             });
         }
-        Ok(StatsFile { meta, classes })
+        Ok((StatsFile { meta, classes }, run))
     }
 
     /// Fold `other` (a disjoint shard: other classes, or other images of the same classes) in.
@@ -272,8 +459,36 @@ impl StatsFile {
             .compatible(&other.meta)
             .map_err(|why| anyhow::anyhow!("{}: cannot merge: {why}", other_path.display()))?;
         for c in &other.classes {
+            let name_taken = self
+                .classes
+                .iter()
+                .any(|m| m.name == c.name && m.id != c.id);
             match self.classes.iter_mut().find(|m| m.id == c.id) {
-                Some(mine) => mine.moments.merge(&c.moments)?,
+                Some(mine) => {
+                    if mine.name != c.name {
+                        bail!(
+                            "{}: class {} is named `{}` there but `{}` in the files before",
+                            other_path.display(),
+                            c.id,
+                            c.name,
+                            mine.name
+                        );
+                    }
+                    if mine.moments.count().saturating_add(c.moments.count()) > MAX_COUNT {
+                        bail!(
+                            "{}: class {}: merged count exceeds {MAX_COUNT}",
+                            other_path.display(),
+                            c.id
+                        );
+                    }
+                    mine.moments.merge(&c.moments)?
+                }
+                None if name_taken => bail!(
+                    "{}: class name `{}` has id {} there but another id in the files before",
+                    other_path.display(),
+                    c.name,
+                    c.id
+                ),
                 None => self.classes.push(c.clone()),
             }
         }
@@ -300,7 +515,7 @@ impl StatsFile {
             m.posterior,
             m.seed,
             m.dit_file,
-            &m.dit_sha256[..m.dit_sha256.len().min(12)]
+            m.dit_sha256.chars().take(12).collect::<String>()
         );
         for c in &self.classes {
             let d = c.moments.dims();
