@@ -154,6 +154,14 @@ fn model_identity(id: &mut Identity, m: &Models) {
     id.set("--vae-decoder", &m.decoder_sha256);
 }
 
+/// A job-array task names its part of the data in every error about the data.
+fn in_part<T>(ds: &Dataset, r: Result<T>) -> Result<T> {
+    match &ds.part {
+        Some(part) => r.with_context(|| part.clone()),
+        None => r,
+    }
+}
+
 /// Print what listing the data passed over.
 fn data_notes(ds: &Dataset, rep: &Reporter) {
     if let Some(part) = &ds.part {
@@ -227,7 +235,7 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
     let ds = Dataset::open(&a.data)?;
     data_notes(&ds, rep);
     let mut models = Models::load(g, true, true, true, mapper.guidance)?;
-    preflight(&ds, &models)?;
+    in_part(&ds, preflight(&ds, &models))?;
     check_sampling_memory(
         &sel,
         &a.sampling,
@@ -266,7 +274,7 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
     let (stats, invert_secs) = match finished {
         Some((stats, _)) => (stats, 0.0),
         None => {
-            let (stats, secs) = invert_dataset(&job, &mut models)?;
+            let (stats, secs) = in_part(&ds, invert_dataset(&job, &mut models))?;
             stats.write_run(&stats_path, Some(&id.of_statistics()))?;
             (stats, secs)
         }
@@ -363,7 +371,7 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
     let ds = Dataset::open(&a.data)?;
     data_notes(&ds, rep);
     let mut models = Models::load(g, true, true, false, mapper.guidance)?;
-    preflight(&ds, &models)?;
+    in_part(&ds, preflight(&ds, &models))?;
     let mut id = Identity::default();
     id.set("command", "invert");
     id.set("--seed", seed);
@@ -389,11 +397,7 @@ fn invert(g: &Global, a: &cli::InvertArgs, rep: &Reporter) -> Result<()> {
     }
     write_atomic(&ckpt.join("run.json"), &serde_json::to_vec_pretty(&id)?)?;
     let job = InvertJob::new(&ds, &mapper, seed, &a.data, &ckpt, a.run.resume, rep, &id);
-    let (stats, secs) = match &ds.part {
-        // A job-array task names its part of the data in every error.
-        Some(part) => invert_dataset(&job, &mut models).with_context(|| part.clone())?,
-        None => invert_dataset(&job, &mut models)?,
-    };
+    let (stats, secs) = in_part(&ds, invert_dataset(&job, &mut models))?;
     stats.write_run(&a.out, Some(&id.of_statistics()))?;
     let _ = std::fs::remove_dir_all(&ckpt);
     rep.result(
