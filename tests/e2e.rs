@@ -2171,3 +2171,56 @@ fn classes_auto_shards_merge_to_the_same_bytes() {
         "{err}"
     );
 }
+
+/// The default model is inside the binary: a copy of it, run from an unrelated folder, distills
+/// with it and records it as embedded, with the SHA-256 of the repository's graph.
+#[test]
+fn a_copied_binary_carries_its_default_model() {
+    use sha2::Digest;
+    let dir = scratch("copied-binary");
+    let exe = dir.join("d3hr-cli");
+    std::fs::copy(bin(), &exe).unwrap();
+    let images = idx_files(&dir, 20, 2);
+    let out = dir.join("out");
+    let o = Command::new(&exe)
+        .current_dir(&dir)
+        .args([
+            "--threads",
+            "2",
+            "--quiet",
+            "distill",
+            "--data",
+            &s(&images),
+            "--ipc",
+            "2",
+            "--m",
+            "10",
+            "--seed",
+            "0",
+            "--out",
+            &s(&out),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fashion_mnist/onnx");
+    for (key, file) in [
+        ("dit", "dit.onnx"),
+        ("vae_encoder", "vae_encoder.onnx"),
+        ("vae_decoder", "vae_decoder.onnx"),
+    ] {
+        assert_eq!(
+            m["models"][key]["file"],
+            format!("embedded:fashion_mnist/{file}"),
+            "{key}"
+        );
+        let want: String = sha2::Sha256::digest(std::fs::read(repo.join(file)).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(m["models"][key]["sha256"], want, "{key}");
+    }
+    assert_eq!(pngs(&out).len(), 4);
+}

@@ -1,15 +1,58 @@
 //! The DiT and VAE graphs: the user's, or the embedded Fashion-MNIST defaults.
 
 use crate::cli::{Ep, Global};
-use crate::fsx::sha256;
+use crate::fsx::{sha256, sha256_bytes};
 use anyhow::{Context, Result, bail};
-use d3hr_ort::{Device, OrtDitReplicas, OrtVae, SessionConfig};
+use d3hr_ort::{Device, GraphSource, OrtDitReplicas, OrtVae, SessionConfig};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-/// Where the embedded default graphs live (the repository's `models/fashion_mnist/onnx/`).
-pub fn default_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fashion_mnist/onnx")
+/// The default Fashion-MNIST graphs (`models/fashion_mnist/onnx/`), compiled into the binary:
+/// an installed or copied `d3hr-cli` needs no file of the repository to run them.
+mod embedded {
+    pub const DIT: &[u8] = include_bytes!("../../models/fashion_mnist/onnx/dit.onnx");
+    pub const VAE_ENCODER: &[u8] =
+        include_bytes!("../../models/fashion_mnist/onnx/vae_encoder.onnx");
+    pub const VAE_DECODER: &[u8] =
+        include_bytes!("../../models/fashion_mnist/onnx/vae_decoder.onnx");
+}
+
+/// How an embedded graph is named in messages, records and manifests.
+pub const EMBEDDED_PREFIX: &str = "embedded:fashion_mnist/";
+
+/// One graph a command uses: the user's file, or a default the binary carries.
+struct GraphFile {
+    /// The file, or `embedded:fashion_mnist/<name>`.
+    path: PathBuf,
+    embedded: Option<&'static [u8]>,
+}
+
+impl GraphFile {
+    fn source(&self) -> GraphSource<'_> {
+        match self.embedded {
+            Some(bytes) => GraphSource::Memory {
+                name: &self.path,
+                bytes,
+            },
+            None => GraphSource::File(&self.path),
+        }
+    }
+
+    fn sha256(&self) -> Result<String> {
+        match self.embedded {
+            Some(bytes) => Ok(sha256_bytes(bytes)),
+            None => sha256(&self.path),
+        }
+    }
+
+    fn len(&self) -> Result<u64> {
+        match self.embedded {
+            Some(bytes) => Ok(bytes.len() as u64),
+            None => Ok(std::fs::metadata(&self.path)
+                .with_context(|| format!("reading {}", self.path.display()))?
+                .len()),
+        }
+    }
 }
 
 pub struct Models {
@@ -46,10 +89,8 @@ const SMALL_GRAPH_RUN: usize = 8;
 /// How the DiT at `path` runs: copies side by side, and latents per graph run within a copy
 /// (`None`: the copy's whole share). Flags win; otherwise a small graph on CPU gets one copy per
 /// thread and runs of [`SMALL_GRAPH_RUN`], anything else one copy and whole batches.
-fn dit_plan(g: &Global, path: &Path) -> Result<(NonZeroUsize, Option<NonZeroUsize>)> {
-    let bytes = std::fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
+fn dit_plan(g: &Global, graph: &GraphFile) -> Result<(NonZeroUsize, Option<NonZeroUsize>)> {
+    let (path, bytes) = (&graph.path, graph.len()?);
     let small = g.ep == Ep::Cpu && bytes < SMALL_GRAPH_BYTES;
     let replicas = g.replicas.unwrap_or(if small {
         NonZeroUsize::new(crate::threads(g)).unwrap_or(NonZeroUsize::MIN)
@@ -80,12 +121,15 @@ fn dit_plan(g: &Global, path: &Path) -> Result<(NonZeroUsize, Option<NonZeroUsiz
     Ok((replicas, run))
 }
 
-fn pick(flag: &Option<PathBuf>, name: &str, file: &str) -> Result<PathBuf> {
-    let p = match flag {
-        Some(p) => p.clone(),
-        None => default_dir().join(file),
+/// The graph of `--<name>`, or the embedded default `file` (its bytes `bytes`).
+fn pick(flag: &Option<PathBuf>, name: &str, file: &str, bytes: &'static [u8]) -> Result<GraphFile> {
+    let Some(p) = flag else {
+        return Ok(GraphFile {
+            path: PathBuf::from(format!("{EMBEDDED_PREFIX}{file}")),
+            embedded: Some(bytes),
+        });
     };
-    if flag.is_some() && p.is_dir() {
+    if p.is_dir() {
         bail!(
             "--{name} {}: is a folder; expected an ONNX graph file",
             p.display()
@@ -98,15 +142,12 @@ fn pick(flag: &Option<PathBuf>, name: &str, file: &str) -> Result<PathBuf> {
         );
     }
     if !p.is_file() {
-        if flag.is_some() {
-            bail!("--{name} {}: no such file", p.display());
-        }
-        bail!(
-            "the embedded default model {} is missing (pass --{name} to use your own graph)",
-            p.display()
-        );
+        bail!("--{name} {}: no such file", p.display());
     }
-    Ok(p)
+    Ok(GraphFile {
+        path: p.clone(),
+        embedded: None,
+    })
 }
 
 impl Models {
@@ -120,11 +161,11 @@ impl Models {
         guidance: f32,
     ) -> Result<Models> {
         let cfg = session_config(g);
-        let dit_path = pick(&g.onnx, "onnx", "dit.onnx")?;
-        let dit_sha256 = sha256(&dit_path)?;
+        let dit_graph = pick(&g.onnx, "onnx", "dit.onnx", embedded::DIT)?;
+        let dit_sha256 = dit_graph.sha256()?;
         let dit = if dit {
-            let (copies, run) = dit_plan(g, &dit_path)?;
-            let d = OrtDitReplicas::load(&dit_path, &cfg, copies)
+            let (copies, run) = dit_plan(g, &dit_graph)?;
+            let d = OrtDitReplicas::load_source(dit_graph.source(), &cfg, copies)
                 .with_context(|| "loading the DiT")?
                 .with_guidance(guidance)?;
             Some(match run {
@@ -134,16 +175,37 @@ impl Models {
         } else {
             None
         };
-        let encoder_path = encoder
-            .then(|| pick(&g.vae_encoder, "vae-encoder", "vae_encoder.onnx"))
+        let encoder_graph = encoder
+            .then(|| {
+                pick(
+                    &g.vae_encoder,
+                    "vae-encoder",
+                    "vae_encoder.onnx",
+                    embedded::VAE_ENCODER,
+                )
+            })
             .transpose()?;
-        let decoder_path = decoder
-            .then(|| pick(&g.vae_decoder, "vae-decoder", "vae_decoder.onnx"))
+        let decoder_graph = decoder
+            .then(|| {
+                pick(
+                    &g.vae_decoder,
+                    "vae-decoder",
+                    "vae_decoder.onnx",
+                    embedded::VAE_DECODER,
+                )
+            })
             .transpose()?;
-        let encoder_sha256 = sha256_or_empty(&encoder_path)?;
-        let decoder_sha256 = sha256_or_empty(&decoder_path)?;
-        let vae = OrtVae::load(encoder_path.as_deref(), decoder_path.as_deref(), &cfg)
-            .with_context(|| "loading the VAE")?;
+        let sha = |gf: &Option<GraphFile>| gf.as_ref().map_or(Ok(String::new()), GraphFile::sha256);
+        let (encoder_sha256, decoder_sha256) = (sha(&encoder_graph)?, sha(&decoder_graph)?);
+        let vae = OrtVae::load_sources(
+            encoder_graph.as_ref().map(GraphFile::source),
+            decoder_graph.as_ref().map(GraphFile::source),
+            &cfg,
+        )
+        .with_context(|| "loading the VAE")?;
+        let dit_path = dit_graph.path;
+        let encoder_path = encoder_graph.map(|gf| gf.path);
+        let decoder_path = decoder_graph.map(|gf| gf.path);
         if let Some(d) = &dit
             && d.latent_shape() != vae.latent_shape()
         {
@@ -190,14 +252,6 @@ impl Models {
         });
         format!("{} ({copies}, {run})", self.dit_path.display())
     }
-}
-
-/// SHA-256 of an optional graph file, "" when the command does not use it.
-fn sha256_or_empty(p: &Option<PathBuf>) -> Result<String> {
-    p.as_deref()
-        .map(sha256)
-        .transpose()
-        .map(Option::unwrap_or_default)
 }
 
 pub fn display(p: &Option<PathBuf>) -> String {
