@@ -1,6 +1,7 @@
 //! The command line: clap definitions. Raw arguments become checked settings in `settings.rs`
 //! before any work starts.
 
+use crate::words::{InversionEps, Mapping, Mode, Posterior, Profile, SkewTarget};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -145,48 +146,6 @@ pub struct ProfileArgs {
     pub posterior: Option<Posterior>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Profile {
-    Paper,
-    Reference,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InversionEps {
-    Source,
-    Target,
-}
-
-impl InversionEps {
-    /// What a statistics file without the field was made with: ε at the target step.
-    pub fn before_the_field() -> InversionEps {
-        InversionEps::Target
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SkewTarget {
-    Zero,
-    Data,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mapping {
-    Ddim,
-    Ddpm,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Posterior {
-    Mean,
-    Sample,
-}
-
 /// Group sampling and output.
 #[derive(Debug, Args, Clone)]
 pub struct SamplingArgs {
@@ -222,14 +181,6 @@ pub struct SamplingArgs {
     /// independently. Joint and random modes; at most 2^26 values per class.
     #[arg(long)]
     pub save_candidates: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    Joint,
-    PerDim,
-    Random,
 }
 
 /// Output-folder behaviour shared by the writing commands.

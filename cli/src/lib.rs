@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod settings;
 pub mod stats;
+pub mod words;
 
 /// Threads for ONNX Runtime and group sampling: `--threads`, else every core.
 pub fn threads(g: &cli::Global) -> usize {

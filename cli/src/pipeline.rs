@@ -1,7 +1,6 @@
 //! The stages: data → statistics (VAE encode, DDIM inversion or DDPM mapping, streaming moments),
 //! statistics → images (group sampling, DDIM sampling, VAE decode, PNG).
 
-use crate::cli::{Mapping, Mode, Posterior};
 use crate::data::{self, Class, Dataset, Fit};
 use crate::fsx::{child, sha256_bytes, write_atomic};
 use crate::identity::Identity;
@@ -10,6 +9,7 @@ use crate::output::FileRecord;
 use crate::progress::Reporter;
 use crate::settings::{Mapper, Selection, sampling_plan};
 use crate::stats::{ClassStats, Meta, StatsFile};
+use crate::words::{Mapping, Mode, Posterior};
 use anyhow::{Context, Result, bail};
 use d3hr_core::select::{self, Config, Targets};
 use d3hr_core::{ddim, ziggurat};

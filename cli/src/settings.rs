@@ -1,8 +1,7 @@
 //! Raw arguments → checked settings, before any work starts.
 
-use crate::cli::{
-    InversionEps, Mapping, Mode, Posterior, Profile, ProfileArgs, SamplingArgs, SkewTarget,
-};
+use crate::cli::{ProfileArgs, SamplingArgs};
+use crate::words::{InversionEps, Mapping, Mode, Posterior, Profile, SkewTarget};
 use anyhow::{Result, bail};
 use d3hr_core::ddim::{self, Plan};
 use d3hr_core::schedule::{NoiseSchedule, Spacing, Timesteps};

@@ -140,17 +140,17 @@ pub struct Meta {
     pub scaling_factor: f32,
     pub num_classes: u32,
     pub null_class: u32,
-    pub profile: crate::cli::Profile,
+    pub profile: crate::words::Profile,
     pub schedule: String,
     /// Inversion grid t_0 … t_T.
     pub grid: Vec<u32>,
     pub guidance: f32,
     /// Where each inversion step evaluated ε. Files written before this field existed were
     /// made with ε at the target step, so that is what a missing field means.
-    #[serde(default = "crate::cli::InversionEps::before_the_field")]
-    pub inversion_eps: crate::cli::InversionEps,
-    pub mapping: crate::cli::Mapping,
-    pub posterior: crate::cli::Posterior,
+    #[serde(default = "crate::words::InversionEps::before_the_field")]
+    pub inversion_eps: crate::words::InversionEps,
+    pub mapping: crate::words::Mapping,
+    pub posterior: crate::words::Posterior,
     pub seed: u64,
     pub data: String,
     /// How input images were fitted to the VAE (to undo on output).
