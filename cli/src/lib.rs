@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod fsx;
 pub mod identity;
+pub mod manifest;
 #[cfg(feature = "runtime")]
 pub mod models;
 pub mod output;

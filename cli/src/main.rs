@@ -6,6 +6,7 @@ use d3hr_cli::cli::{self, Cli, Command, Global, RunArgs, SamplingArgs};
 use d3hr_cli::data::{self, Dataset};
 use d3hr_cli::fsx::{self, write_atomic};
 use d3hr_cli::identity::Identity;
+use d3hr_cli::manifest::{self, Manifest};
 use d3hr_cli::models::{self, Models};
 use d3hr_cli::output::OutDir;
 use d3hr_cli::pipeline::{
@@ -291,20 +292,21 @@ fn distill(g: &Global, a: &cli::DistillArgs, rep: &Reporter) -> Result<()> {
         a.data.batch.get(),
         rep,
     )?;
-    write_manifest(
-        &a.out,
-        "distill",
-        &stats,
-        &models,
-        &sel,
-        &a.sampling,
+    Manifest {
+        command: "distill",
+        stats: &stats,
+        models: &models,
+        sel: &sel,
+        resize: a.sampling.resize,
+        save_latents: a.sampling.save_latents,
         seed,
-        &id,
-        &per_class,
-        json!({
+        identity: &id,
+        classes: &per_class,
+        timings: json!({
             "invert_seconds": invert_secs, "total_seconds": t0.elapsed().as_secs_f64()
         }),
-    )?;
+    }
+    .write(&a.out)?;
     out.finish();
     rep.result(
         json!({"event": "done", "out": a.out, "seconds": t0.elapsed().as_secs_f64()}),
@@ -484,20 +486,21 @@ fn sample(g: &Global, a: &cli::SampleArgs, rep: &Reporter) -> Result<()> {
         a.batch.get(),
         rep,
     )?;
-    write_manifest(
-        &a.out,
-        "sample",
-        &stats,
-        &models,
-        &sel,
-        &a.sampling,
+    Manifest {
+        command: "sample",
+        stats: &stats,
+        models: &models,
+        sel: &sel,
+        resize: a.sampling.resize,
+        save_latents: a.sampling.save_latents,
         seed,
-        &id,
-        &per_class,
-        json!({
+        identity: &id,
+        classes: &per_class,
+        timings: json!({
             "total_seconds": t0.elapsed().as_secs_f64(), "stats": a.stats
         }),
-    )?;
+    }
+    .write(&a.out)?;
     out.finish();
     rep.result(
         json!({"event": "done", "out": a.out}),
@@ -599,49 +602,6 @@ fn sample_all(
     Ok(per_class)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_manifest(
-    out: &Path,
-    command: &str,
-    stats: &StatsFile,
-    models: &Models,
-    sel: &Selection,
-    s: &SamplingArgs,
-    seed: u64,
-    id: &Identity,
-    per_class: &[serde_json::Value],
-    timings: serde_json::Value,
-) -> Result<()> {
-    let (copies, graph_batch) = models.dit_layout();
-    let manifest = json!({
-        "tool": format!("d3hr-cli {}", env!("CARGO_PKG_VERSION")),
-        "command": command,
-        "argv": std::env::args().collect::<Vec<_>>(),
-        "seed": seed,
-        "identity": id,
-        "models": {
-            "dit": {"file": models.dit_path, "sha256": models.dit_sha256, "copies": copies, "graph_batch": graph_batch},
-            "vae_encoder": {"file": models::display(&models.encoder_path), "sha256": models.encoder_sha256},
-            "vae_decoder": {"file": models::display(&models.decoder_path), "sha256": models.decoder_sha256},
-        },
-        "statistics": stats.meta,
-        "selection": {
-            "ipc": sel.ipc, "mode": sel.mode, "m": sel.m, "loss": format!("{:?}", sel.loss),
-            "lambda": [sel.lambdas.mu, sel.lambdas.sigma, sel.lambdas.gamma],
-            "skew_target": if sel.skew_from_data { "data" } else { "zero" },
-            "std": if sel.unbiased_std { "unbiased" } else { "population" },
-            "resize": s.resize, "save_latents": s.save_latents, "save_candidates": s.save_candidates,
-        },
-        "classes": per_class,
-        "timings": timings,
-        "layout": "<out>/<class>/<k>.png",
-    });
-    write_atomic(
-        &out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )
-}
-
 fn merge(a: &cli::MergeArgs, rep: &Reporter) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!(
@@ -683,16 +643,14 @@ fn merge(a: &cli::MergeArgs, rep: &Reporter) -> Result<()> {
 
 fn inspect(path: &Path) -> Result<()> {
     if path.is_dir() {
-        let manifest = path.join("manifest.json");
+        let manifest = manifest::path(path);
         if !manifest.exists() {
             bail!(
                 "{}: no manifest.json (not a d3hr output folder?)",
                 path.display()
             );
         }
-        let bytes = fsx::read_regular(&manifest, "manifest", 256 << 20)?;
-        let m: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: invalid JSON", manifest.display()))?;
+        let m = manifest::read(&manifest)?;
         out!("{}: {} (seed {})", path.display(), m["tool"], m["seed"]);
         out!("selection: {}", m["selection"]);
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(path)?
@@ -711,10 +669,7 @@ fn inspect(path: &Path) -> Result<()> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let recorded: Option<Vec<d3hr_cli::output::FileRecord>> = m["classes"]
-                .as_array()
-                .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()))
-                .and_then(|c| serde_json::from_value(c["files"].clone()).ok());
+            let recorded = manifest::class_files(&m, &name);
             // An image counts when it is a non-empty regular file and, where the manifest
             // records it, has the recorded size and hash.
             let (mut good, mut bad) = (0usize, 0usize);

@@ -9,6 +9,7 @@
 use crate::cli::RunArgs;
 use crate::fsx::{self, RESERVED, child, safe_name, write_atomic};
 use crate::identity::Identity;
+use crate::manifest;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ pub struct DoneRecord {
     pub files: Vec<FileRecord>,
 }
 
-/// The largest `manifest.json` / record read back (they are a few kB to a few MB).
+/// The largest record read back (they are a few kB to a few MB).
 const MAX_RECORD: u64 = 256 << 20;
 
 pub struct OutDir {
@@ -61,13 +62,11 @@ type Records = (Option<RunRecord>, Vec<(String, DoneRecord)>);
 
 fn read_records(out: &Path) -> Result<Records> {
     let run = meta_dir(out).join("run.json");
-    let manifest = out.join("manifest.json");
+    let manifest = manifest::path(out);
     let mut done = Vec::new();
     let mut from_manifest = None;
     if manifest.exists() {
-        let bytes = fsx::read_regular(&manifest, "manifest", MAX_RECORD)?;
-        let m: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: invalid JSON", manifest.display()))?;
+        let m = manifest::read(&manifest)?;
         if let Some(id) = m.get("identity") {
             let identity: Identity = serde_json::from_value(id.clone())
                 .with_context(|| format!("{}: invalid `identity`", manifest.display()))?;
