@@ -1,0 +1,257 @@
+//! `sample`: a statistics file → distilled images at any IPC.
+
+use super::{model_identity, model_inputs, seed, selection_identity};
+use anyhow::{Result, bail};
+use d3hr_cli::cli::{Global, SampleArgs, SamplingArgs};
+use d3hr_cli::data;
+use d3hr_cli::fsx;
+use d3hr_cli::identity::Identity;
+use d3hr_cli::manifest::Manifest;
+use d3hr_cli::models::{self, Models};
+use d3hr_cli::output::OutDir;
+use d3hr_cli::pipeline::{Sampled, sample_class, write_class};
+use d3hr_cli::progress::Reporter;
+use d3hr_cli::settings::Selection;
+use d3hr_cli::stats::StatsFile;
+use d3hr_cli::threads;
+use serde_json::json;
+use std::time::Instant;
+
+pub fn run(g: &Global, a: &SampleArgs, rep: &Reporter) -> Result<()> {
+    let mut stats = StatsFile::read(&a.stats)?;
+    let sel = Selection::from_args(&a.sampling, stats.meta.profile)?;
+    if let Some(spec) = &a.classes {
+        let want = data::parse_classes(spec)?;
+        for w in &want {
+            if !stats.classes.iter().any(|c| c.id == *w) {
+                bail!(
+                    "--classes: class {w} is not in {} (it has {})",
+                    a.stats.display(),
+                    describe_ids(&stats)
+                );
+            }
+        }
+        stats.classes.retain(|c| want.contains(&c.id));
+    }
+    let mut inputs = vec![("--stats", a.stats.as_path())];
+    inputs.extend(model_inputs(g));
+    fsx::check_apart(&a.out, "--out", &inputs)?;
+    check_sampling_memory(
+        &sel,
+        &a.sampling,
+        stats.meta.latent_shape,
+        stats.meta.image_shape,
+        threads(g),
+    )?;
+    warn_large_m(&sel, rep);
+    let mut out = OutDir::open(&a.out, &a.run)?;
+    let seed = seed(&a.run, out.recorded_seed(), rep);
+    let t0 = Instant::now();
+    let mut models = Models::load(g, true, false, true, stats.meta.guidance)?;
+    if models.dit_sha256 != stats.meta.dit_sha256 {
+        bail!(
+            "{} was made with another DiT (sha256 {}…, file {}) than {} (sha256 {}…)",
+            a.stats.display(),
+            stats.meta.dit_sha256.chars().take(12).collect::<String>(),
+            stats.meta.dit_file,
+            models.dit_path.display(),
+            models.dit_sha256.chars().take(12).collect::<String>()
+        );
+    }
+    if models.vae.latent_shape() != stats.meta.latent_shape {
+        bail!(
+            "{}: latents {:?}, but the VAE decoder {} makes {:?}",
+            a.stats.display(),
+            stats.meta.latent_shape,
+            models::display(&models.decoder_path),
+            models.vae.latent_shape()
+        );
+    }
+    let mut id = Identity::default();
+    id.set("command", "sample");
+    id.set("--seed", seed);
+    id.set("--stats", fsx::sha256(&a.stats)?);
+    id.set_opt("--classes", a.classes.as_deref());
+    selection_identity(&mut id, &sel, &a.sampling);
+    model_identity(&mut id, &models);
+    id.0.remove("--vae-encoder");
+    let names: Vec<String> = stats.classes.iter().map(|c| c.name.clone()).collect();
+    out.start(&id, &names)?;
+    let per_class = sample_all(
+        g,
+        &stats,
+        &mut models,
+        &sel,
+        &a.sampling,
+        seed,
+        &out,
+        &id,
+        a.batch.get(),
+        rep,
+    )?;
+    Manifest {
+        command: "sample",
+        stats: &stats,
+        models: &models,
+        sel: &sel,
+        resize: a.sampling.resize,
+        save_latents: a.sampling.save_latents,
+        seed,
+        identity: &id,
+        classes: &per_class,
+        timings: json!({
+            "total_seconds": t0.elapsed().as_secs_f64(), "stats": a.stats
+        }),
+    }
+    .write(&a.out)?;
+    out.finish();
+    rep.result(
+        json!({"event": "done", "out": a.out}),
+        &format!("wrote {}", a.out.display()),
+    );
+    Ok(())
+}
+
+/// Memory for sampling one class, estimated before any allocation: refuse settings whose
+/// buffers cannot exist on this machine, naming the flag.
+pub(super) fn check_sampling_memory(
+    sel: &Selection,
+    s: &SamplingArgs,
+    latent: [usize; 3],
+    image: [usize; 3],
+    threads: usize,
+) -> Result<()> {
+    let d: usize = latent.iter().product();
+    let per_img: usize = image.iter().product();
+    let side = s.resize.map_or(image[1].max(image[2]), |r| r.get());
+    if side > data::MAX_SIDE as usize {
+        bail!("--resize {side}: at most {} pixels a side", data::MAX_SIDE);
+    }
+    // Latents: g, z_T, z_0 and a search buffer per thread; decoded images as f32; one resized
+    // RGB image and its PNG at a time.
+    let bytes = (|| {
+        let latents = d.checked_mul(4)?.checked_mul(threads.checked_add(3)?)?;
+        let images = per_img.checked_mul(4)?;
+        sel.ipc
+            .checked_mul(latents.checked_add(images)?)?
+            .checked_add(side.checked_mul(side)?.checked_mul(8)?)
+    })();
+    let avail = fsx::available_memory();
+    match (bytes, avail) {
+        (None, _) => bail!(
+            "--ipc {}: the buffers for one class would not fit in the address space",
+            sel.ipc
+        ),
+        (Some(b), Some(a)) if b as u64 > a => bail!(
+            "--ipc {}{}: sampling one class needs about {:.1} GiB, more than the {:.1} GiB of memory available",
+            sel.ipc,
+            s.resize
+                .map_or(String::new(), |r| format!(" with --resize {r}")),
+            b as f64 / f64::from(1u32 << 30),
+            a as f64 / f64::from(1u32 << 30)
+        ),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn warn_large_m(sel: &Selection, rep: &Reporter) {
+    if sel.m > 100_000_000 {
+        rep.note(&format!(
+            "warning: --m {}: every class searches this many candidate subsets; expect a long run",
+            sel.m
+        ));
+    }
+}
+
+/// `42 s`, `9.5 min`, `3.2 h`.
+fn human_seconds(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// `0..10` or `0, 3, 7` for messages.
+fn describe_ids(stats: &StatsFile) -> String {
+    let ids: Vec<u32> = stats.classes.iter().map(|c| c.id).collect();
+    let contiguous = ids.windows(2).all(|w| w[1] == w[0] + 1);
+    match (ids.first(), ids.last()) {
+        (Some(a), Some(b)) if contiguous => format!("classes {a}..{}", b + 1),
+        _ => format!(
+            "classes {}",
+            ids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sample_all(
+    g: &Global,
+    stats: &StatsFile,
+    models: &mut Models,
+    sel: &Selection,
+    s: &SamplingArgs,
+    seed: u64,
+    out: &OutDir,
+    id: &Identity,
+    batch: usize,
+    rep: &Reporter,
+) -> Result<Vec<serde_json::Value>> {
+    if let Some(secs) = d3hr_cli::pipeline::projected_search_seconds(stats, sel, threads(g))? {
+        let k = stats.classes.len() as f64;
+        rep.note(&format!(
+            "group sampling: {} candidates per class, projected {} per class and {} for {} classes on {} threads (--m sets fewer)",
+            sel.m,
+            human_seconds(secs),
+            human_seconds(secs * k),
+            stats.classes.len(),
+            threads(g)
+        ));
+    }
+    let mut bar = rep.stage("sample", "class", stats.classes.len() as u64);
+    let mut per_class = Vec::new();
+    let mut warned = false;
+    for i in 0..stats.classes.len() {
+        let c = &stats.classes[i];
+        if let Some(files) = out.done(&c.name, id) {
+            per_class.push(json!({"id": c.id, "name": c.name, "resumed": true, "files": files}));
+            bar.inc(1);
+            continue;
+        }
+        bar.set_message(&format!("class {}", c.name));
+        let t = Instant::now();
+        let sampled: Sampled = sample_class(stats, i, models, sel, seed, threads(g), batch)?;
+        if sampled.gamma_dropped && !warned {
+            rep.note(&format!(
+                "note: IPC {} < 3: the skewness term (Eq. 8) is undefined and was dropped",
+                sel.ipc
+            ));
+            warned = true;
+        }
+        let (_, files) = write_class(
+            &out.path,
+            &out.staging(&c.name)?,
+            &c.name,
+            &sampled,
+            models.vae.image_shape(),
+            stats.meta.fit,
+            s.resize.map(|r| r.get() as u32),
+            models.vae.latent_shape(),
+            s.save_latents,
+        )?;
+        out.mark_done(&c.name, id, &files)?;
+        per_class.push(json!({
+            "id": c.id, "name": c.name, "count": c.moments.count(), "loss": sampled.loss,
+            "candidate": sampled.candidate, "seconds": t.elapsed().as_secs_f64(), "files": files
+        }));
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok(per_class)
+}
