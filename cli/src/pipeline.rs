@@ -1,11 +1,12 @@
 //! The stages: data → statistics (VAE encode, DDIM inversion or DDPM mapping, streaming moments),
 //! statistics → images (group sampling, DDIM sampling, VAE decode, PNG).
 
+use crate::cli::SamplingArgs;
 use crate::data::{self, Class, Dataset, Fit};
 use crate::fsx::{child, sha256_bytes, write_atomic};
 use crate::identity::Identity;
 use crate::models::Models;
-use crate::output::FileRecord;
+use crate::output::{FileRecord, OutDir};
 use crate::progress::Reporter;
 use crate::settings::{Mapper, Selection, sampling_plan};
 use crate::stats::{ClassStats, Meta, StatsFile};
@@ -18,6 +19,7 @@ use rand_pcg::Pcg64;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::Instant;
 
 /// A seed for one purpose of one class, from the run's seed (SplitMix64 finaliser).
 pub fn derive_seed(seed: u64, purpose: u64, class: u32, index: u64) -> u64 {
@@ -503,6 +505,101 @@ pub fn sample_class(
         gamma_dropped: cfg.gamma_dropped(),
         candidates,
     })
+}
+
+/// Stage 3–4 of one run: which statistics, which selection, where the images go.
+pub struct SampleJob<'a> {
+    pub stats: &'a StatsFile,
+    pub sel: &'a Selection,
+    /// The output settings (`--resize`, `--save-latents`).
+    pub sampling: &'a SamplingArgs,
+    pub seed: u64,
+    pub out: &'a OutDir,
+    /// The run's identity, recorded in every class's done record.
+    pub run: &'a Identity,
+    /// Latents per model call.
+    pub batch: usize,
+    /// Threads for the group-sampling search.
+    pub threads: usize,
+    pub rep: &'a Reporter,
+}
+
+/// Stage 3–4 over every class of the job's statistics: each class's images written and marked
+/// done, classes an interrupted run finished kept. One manifest record per class.
+pub fn sample_dataset(job: &SampleJob<'_>, models: &mut Models) -> Result<Vec<serde_json::Value>> {
+    let SampleJob {
+        stats,
+        sel,
+        sampling: s,
+        seed,
+        out,
+        run: id,
+        batch,
+        threads,
+        rep,
+    } = *job;
+    if let Some(secs) = projected_search_seconds(stats, sel, threads)? {
+        let k = stats.classes.len() as f64;
+        rep.note(&format!(
+            "group sampling: {} candidates per class, projected {} per class and {} for {} classes on {} threads (--m sets fewer)",
+            sel.m,
+            human_seconds(secs),
+            human_seconds(secs * k),
+            stats.classes.len(),
+            threads
+        ));
+    }
+    let mut bar = rep.stage("sample", "class", stats.classes.len() as u64);
+    let mut per_class = Vec::new();
+    let mut warned = false;
+    for i in 0..stats.classes.len() {
+        let c = &stats.classes[i];
+        if let Some(files) = out.done(&c.name, id) {
+            per_class.push(json!({"id": c.id, "name": c.name, "resumed": true, "files": files}));
+            bar.inc(1);
+            continue;
+        }
+        bar.set_message(&format!("class {}", c.name));
+        let t = Instant::now();
+        let sampled = sample_class(stats, i, models, sel, seed, threads, batch)?;
+        if sampled.gamma_dropped && !warned {
+            rep.note(&format!(
+                "note: IPC {} < 3: the skewness term (Eq. 8) is undefined and was dropped",
+                sel.ipc
+            ));
+            warned = true;
+        }
+        let (_, files) = write_class(
+            &out.path,
+            &out.staging(&c.name)?,
+            &c.name,
+            &sampled,
+            models.vae.image_shape(),
+            stats.meta.fit,
+            s.resize.map(|r| r.get() as u32),
+            models.vae.latent_shape(),
+            s.save_latents,
+        )?;
+        out.mark_done(&c.name, id, &files)?;
+        per_class.push(json!({
+            "id": c.id, "name": c.name, "count": c.moments.count(), "loss": sampled.loss,
+            "candidate": sampled.candidate, "seconds": t.elapsed().as_secs_f64(), "files": files
+        }));
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok(per_class)
+}
+
+/// `42 s`, `9.5 min`, `3.2 h`.
+fn human_seconds(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
 }
 
 /// Convert one decoded image (`C×S×S` in about [-1, 1]) to 8-bit, undo the input padding, resize.

@@ -1,6 +1,6 @@
 //! `distill`: every stage, data → statistics → distilled images, in one output folder.
 
-use super::sample::{check_sampling_memory, sample_all, warn_large_m};
+use super::sample::{check_sampling_memory, warn_large_m};
 use super::{
     data_identity, data_inputs, data_notes, in_part, mapper_identity, model_identity, model_inputs,
     seed, selection_identity,
@@ -13,7 +13,7 @@ use d3hr_cli::identity::Identity;
 use d3hr_cli::manifest::Manifest;
 use d3hr_cli::models::Models;
 use d3hr_cli::output::OutDir;
-use d3hr_cli::pipeline::{InvertJob, invert_dataset, preflight};
+use d3hr_cli::pipeline::{InvertJob, SampleJob, invert_dataset, preflight, sample_dataset};
 use d3hr_cli::progress::Reporter;
 use d3hr_cli::settings::{Mapper, Selection};
 use d3hr_cli::stats::StatsFile;
@@ -77,18 +77,18 @@ pub fn run(g: &Global, a: &DistillArgs, rep: &Reporter) -> Result<()> {
             (stats, secs)
         }
     };
-    let per_class = sample_all(
-        g,
-        &stats,
-        &mut models,
-        &sel,
-        &a.sampling,
+    let job = SampleJob {
+        stats: &stats,
+        sel: &sel,
+        sampling: &a.sampling,
         seed,
-        &out,
-        &id,
-        a.data.batch.get(),
+        out: &out,
+        run: &id,
+        batch: a.data.batch.get(),
+        threads: threads(g),
         rep,
-    )?;
+    };
+    let per_class = sample_dataset(&job, &mut models)?;
     Manifest {
         command: "distill",
         stats: &stats,

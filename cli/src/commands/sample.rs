@@ -9,7 +9,7 @@ use d3hr_cli::identity::Identity;
 use d3hr_cli::manifest::Manifest;
 use d3hr_cli::models::{self, Models};
 use d3hr_cli::output::OutDir;
-use d3hr_cli::pipeline::{Sampled, sample_class, write_class};
+use d3hr_cli::pipeline::{SampleJob, sample_dataset};
 use d3hr_cli::progress::Reporter;
 use d3hr_cli::settings::Selection;
 use d3hr_cli::stats::StatsFile;
@@ -77,18 +77,18 @@ pub fn run(g: &Global, a: &SampleArgs, rep: &Reporter) -> Result<()> {
     id.0.remove("--vae-encoder");
     let names: Vec<String> = stats.classes.iter().map(|c| c.name.clone()).collect();
     out.start(&id, &names)?;
-    let per_class = sample_all(
-        g,
-        &stats,
-        &mut models,
-        &sel,
-        &a.sampling,
+    let job = SampleJob {
+        stats: &stats,
+        sel: &sel,
+        sampling: &a.sampling,
         seed,
-        &out,
-        &id,
-        a.batch.get(),
+        out: &out,
+        run: &id,
+        batch: a.batch.get(),
+        threads: threads(g),
         rep,
-    )?;
+    };
+    let per_class = sample_dataset(&job, &mut models)?;
     Manifest {
         command: "sample",
         stats: &stats,
@@ -163,17 +163,6 @@ pub(super) fn warn_large_m(sel: &Selection, rep: &Reporter) {
     }
 }
 
-/// `42 s`, `9.5 min`, `3.2 h`.
-fn human_seconds(s: f64) -> String {
-    if s < 90.0 {
-        format!("{s:.0} s")
-    } else if s < 5400.0 {
-        format!("{:.1} min", s / 60.0)
-    } else {
-        format!("{:.1} h", s / 3600.0)
-    }
-}
-
 /// `0..10` or `0, 3, 7` for messages.
 fn describe_ids(stats: &StatsFile) -> String {
     let ids: Vec<u32> = stats.classes.iter().map(|c| c.id).collect();
@@ -188,70 +177,4 @@ fn describe_ids(stats: &StatsFile) -> String {
                 .join(", ")
         ),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn sample_all(
-    g: &Global,
-    stats: &StatsFile,
-    models: &mut Models,
-    sel: &Selection,
-    s: &SamplingArgs,
-    seed: u64,
-    out: &OutDir,
-    id: &Identity,
-    batch: usize,
-    rep: &Reporter,
-) -> Result<Vec<serde_json::Value>> {
-    if let Some(secs) = d3hr_cli::pipeline::projected_search_seconds(stats, sel, threads(g))? {
-        let k = stats.classes.len() as f64;
-        rep.note(&format!(
-            "group sampling: {} candidates per class, projected {} per class and {} for {} classes on {} threads (--m sets fewer)",
-            sel.m,
-            human_seconds(secs),
-            human_seconds(secs * k),
-            stats.classes.len(),
-            threads(g)
-        ));
-    }
-    let mut bar = rep.stage("sample", "class", stats.classes.len() as u64);
-    let mut per_class = Vec::new();
-    let mut warned = false;
-    for i in 0..stats.classes.len() {
-        let c = &stats.classes[i];
-        if let Some(files) = out.done(&c.name, id) {
-            per_class.push(json!({"id": c.id, "name": c.name, "resumed": true, "files": files}));
-            bar.inc(1);
-            continue;
-        }
-        bar.set_message(&format!("class {}", c.name));
-        let t = Instant::now();
-        let sampled: Sampled = sample_class(stats, i, models, sel, seed, threads(g), batch)?;
-        if sampled.gamma_dropped && !warned {
-            rep.note(&format!(
-                "note: IPC {} < 3: the skewness term (Eq. 8) is undefined and was dropped",
-                sel.ipc
-            ));
-            warned = true;
-        }
-        let (_, files) = write_class(
-            &out.path,
-            &out.staging(&c.name)?,
-            &c.name,
-            &sampled,
-            models.vae.image_shape(),
-            stats.meta.fit,
-            s.resize.map(|r| r.get() as u32),
-            models.vae.latent_shape(),
-            s.save_latents,
-        )?;
-        out.mark_done(&c.name, id, &files)?;
-        per_class.push(json!({
-            "id": c.id, "name": c.name, "count": c.moments.count(), "loss": sampled.loss,
-            "candidate": sampled.candidate, "seconds": t.elapsed().as_secs_f64(), "files": files
-        }));
-        bar.inc(1);
-    }
-    bar.finish();
-    Ok(per_class)
 }
