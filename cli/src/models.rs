@@ -55,8 +55,10 @@ impl GraphFile {
     }
 }
 
+/// The graphs a command runs: the DiT always, the VAE's encoder and decoder as the command needs
+/// them (an unloaded half has no path and an empty hash).
 pub struct Models {
-    pub dit: Option<OrtDitReplicas>,
+    pub dit: OrtDitReplicas,
     pub vae: OrtVae,
     pub dit_path: PathBuf,
     pub dit_sha256: String,
@@ -151,29 +153,19 @@ fn pick(flag: &Option<PathBuf>, name: &str, file: &str, bytes: &'static [u8]) ->
 }
 
 impl Models {
-    /// Load what a command needs: the DiT (if `dit`), the encoder (if `encoder`), the decoder
-    /// (if `decoder`).
-    pub fn load(
-        g: &Global,
-        dit: bool,
-        encoder: bool,
-        decoder: bool,
-        guidance: f32,
-    ) -> Result<Models> {
+    /// Load what a command needs: the DiT, the encoder (if `encoder`), the decoder (if
+    /// `decoder`).
+    pub fn load(g: &Global, encoder: bool, decoder: bool, guidance: f32) -> Result<Models> {
         let cfg = session_config(g);
         let dit_graph = pick(&g.onnx, "onnx", "dit.onnx", embedded::DIT)?;
         let dit_sha256 = dit_graph.sha256()?;
-        let dit = if dit {
-            let (copies, run) = dit_plan(g, &dit_graph)?;
-            let d = OrtDitReplicas::load_source(dit_graph.source(), &cfg, copies)
-                .with_context(|| "loading the DiT")?
-                .with_guidance(guidance)?;
-            Some(match run {
-                Some(n) => d.with_max_batch(n),
-                None => d,
-            })
-        } else {
-            None
+        let (copies, run) = dit_plan(g, &dit_graph)?;
+        let dit = OrtDitReplicas::load_source(dit_graph.source(), &cfg, copies)
+            .with_context(|| "loading the DiT")?
+            .with_guidance(guidance)?;
+        let dit = match run {
+            Some(n) => dit.with_max_batch(n),
+            None => dit,
         };
         let encoder_graph = encoder
             .then(|| {
@@ -206,13 +198,11 @@ impl Models {
         let dit_path = dit_graph.path;
         let encoder_path = encoder_graph.map(|gf| gf.path);
         let decoder_path = decoder_graph.map(|gf| gf.path);
-        if let Some(d) = &dit
-            && d.latent_shape() != vae.latent_shape()
-        {
+        if dit.latent_shape() != vae.latent_shape() {
             bail!(
                 "the DiT {} works on latents {:?} but the VAE on {:?}",
                 dit_path.display(),
-                d.latent_shape(),
+                dit.latent_shape(),
                 vae.latent_shape()
             );
         }
@@ -228,15 +218,12 @@ impl Models {
         })
     }
 
-    pub fn dit(&mut self) -> &mut OrtDitReplicas {
-        self.dit.as_mut().expect("DiT loaded for this command")
-    }
-
     /// How the DiT runs: copies side by side, latents per graph run (`None`: whole shares).
     pub fn dit_layout(&self) -> (usize, Option<usize>) {
-        self.dit.as_ref().map_or((0, None), |d| {
-            (d.replicas(), d.max_batch().map(NonZeroUsize::get))
-        })
+        (
+            self.dit.replicas(),
+            self.dit.max_batch().map(NonZeroUsize::get),
+        )
     }
 
     /// The DiT and how it runs, for notes: `dit.onnx (2 copies, graph runs of ≤ 8 latents)`.

@@ -84,7 +84,7 @@ type Loaded = (Vec<f32>, Vec<u64>, Option<Fit>);
 /// call: no class without images, no id beyond the DiT's classes, every name safe as an output
 /// folder.
 pub fn preflight(ds: &Dataset, models: &Models) -> Result<()> {
-    let num_classes = models.dit.as_ref().map_or(u32::MAX, |d| d.num_classes());
+    let num_classes = models.dit.num_classes();
     if ds.classes.is_empty() {
         bail!("{}: no classes to work on", ds.source.display());
     }
@@ -129,7 +129,7 @@ fn invert_class(
     } = *job;
     let [c, s, _] = models.vae.image_shape();
     let d: usize = models.vae.latent_shape().iter().product();
-    let num_classes = models.dit().num_classes();
+    let num_classes = models.dit.num_classes();
     if class.id >= num_classes {
         bail!(
             "class `{}` has id {} but the DiT {} knows only {num_classes} classes (0..{num_classes})",
@@ -220,7 +220,7 @@ fn invert_class(
                     eps.resize(n * d, 0.0);
                     let classes = vec![class.id; n];
                     ddim::invert(
-                        models.dit(),
+                        &mut models.dit,
                         &schedule,
                         &mapper.grid,
                         mapper.eps_at(),
@@ -256,7 +256,7 @@ fn invert_class(
 
 /// The statistics file's metadata for this run.
 pub fn meta(models: &Models, mapper: &Mapper, seed: u64, ds: &Dataset, fit: Option<Fit>) -> Meta {
-    let dit = models.dit.as_ref().expect("DiT loaded");
+    let dit = &models.dit;
     Meta {
         tool: format!("d3hr-cli {}", env!("CARGO_PKG_VERSION")),
         format: 1,
@@ -480,7 +480,7 @@ pub fn sample_class(
         &d3hr_core::schedule::Timesteps::from_list(&stats.meta.grid, crate::settings::TRAIN_STEPS)?,
     )?;
     let schedule = Mapper::schedule();
-    let dit = models.dit.as_mut().expect("DiT loaded");
+    let dit = &mut models.dit;
     let mut eps = vec![0.0f32; batch.min(sel.ipc) * d];
     for chunk in z_0.chunks_mut(batch * d) {
         let n = chunk.len() / d;

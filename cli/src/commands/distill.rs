@@ -32,7 +32,7 @@ pub fn run(g: &Global, a: &DistillArgs, rep: &Reporter) -> Result<()> {
     let t0 = Instant::now();
     let ds = Dataset::open(&a.data)?;
     data_notes(&ds, rep);
-    let mut models = Models::load(g, true, true, true, mapper.guidance)?;
+    let mut models = Models::load(g, true, true, mapper.guidance)?;
     in_part(&ds, preflight(&ds, &models))?;
     check_sampling_memory(
         &sel,

@@ -69,7 +69,7 @@ pub fn run(g: &Global, a: &InvertArgs, rep: &Reporter) -> Result<()> {
     );
     let ds = Dataset::open(&a.data)?;
     data_notes(&ds, rep);
-    let mut models = Models::load(g, true, true, false, mapper.guidance)?;
+    let mut models = Models::load(g, true, false, mapper.guidance)?;
     in_part(&ds, preflight(&ds, &models))?;
     let mut id = Identity::default();
     id.set("command", "invert");

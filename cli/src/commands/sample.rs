@@ -47,7 +47,7 @@ pub fn run(g: &Global, a: &SampleArgs, rep: &Reporter) -> Result<()> {
     let mut out = OutDir::open(&a.out, &a.run)?;
     let seed = seed(&a.run, out.recorded_seed(), rep);
     let t0 = Instant::now();
-    let mut models = Models::load(g, true, false, true, stats.meta.guidance)?;
+    let mut models = Models::load(g, false, true, stats.meta.guidance)?;
     if models.dit_sha256 != stats.meta.dit_sha256 {
         bail!(
             "{} was made with another DiT (sha256 {}…, file {}) than {} (sha256 {}…)",
