@@ -84,28 +84,34 @@ type Loaded = (Vec<f32>, Vec<u64>, Option<Fit>);
 /// call: no class without images, no id beyond the DiT's classes, every name safe as an output
 /// folder.
 pub fn preflight(ds: &Dataset, models: &Models) -> Result<()> {
-    let num_classes = models.dit.num_classes();
     if ds.classes.is_empty() {
         bail!("{}: no classes to work on", ds.source.display());
     }
     for class in &ds.classes {
         crate::fsx::safe_name(&class.name, &ds.source.display().to_string())?;
-        if class.id >= num_classes {
-            bail!(
-                "class `{}` has id {} but the DiT {} knows only {num_classes} classes (0..{num_classes})",
-                class.name,
-                class.id,
-                models.dit_path.display()
-            );
-        }
-        if class.items.is_empty() {
-            bail!(
-                "class `{}` (id {}) has no images in {}",
-                class.name,
-                class.id,
-                ds.source.display()
-            );
-        }
+        check_class(ds, class, models)?;
+    }
+    Ok(())
+}
+
+/// A class the DiT knows, with images.
+fn check_class(ds: &Dataset, class: &Class, models: &Models) -> Result<()> {
+    let num_classes = models.dit.num_classes();
+    if class.id >= num_classes {
+        bail!(
+            "class `{}` has id {} but the DiT {} knows only {num_classes} classes (0..{num_classes})",
+            class.name,
+            class.id,
+            models.dit_path.display()
+        );
+    }
+    if class.items.is_empty() {
+        bail!(
+            "class `{}` (id {}) has no images in {}",
+            class.name,
+            class.id,
+            ds.source.display()
+        );
     }
     Ok(())
 }
@@ -129,23 +135,7 @@ fn invert_class(
     } = *job;
     let [c, s, _] = models.vae.image_shape();
     let d: usize = models.vae.latent_shape().iter().product();
-    let num_classes = models.dit.num_classes();
-    if class.id >= num_classes {
-        bail!(
-            "class `{}` has id {} but the DiT {} knows only {num_classes} classes (0..{num_classes})",
-            class.name,
-            class.id,
-            models.dit_path.display()
-        );
-    }
-    if class.items.is_empty() {
-        bail!(
-            "class `{}` (id {}) has no images in {}",
-            class.name,
-            class.id,
-            ds.source.display()
-        );
-    }
+    check_class(ds, class, models)?;
     let schedule = Mapper::schedule();
     let t_end = *mapper.grid.as_slice().last().unwrap_or(&0);
     let alpha_end = schedule.alpha_bar(t_end).unwrap_or(1.0);
