@@ -91,7 +91,8 @@ pub enum Command {
 pub struct DataArgs {
     /// ImageFolder tree (one sub-folder per class) or an IDX images file (MNIST/Fashion-MNIST,
     /// gzipped or not; labels read from the matching `*labels-idx1-ubyte*` file next to it).
-    /// Default: Debian's Fashion-MNIST training set.
+    /// Default with the embedded model: Debian's Fashion-MNIST training set (required with --onnx
+    /// or --vae-encoder of your own).
     #[arg(long, value_name = "DIR_OR_FILE")]
     pub data: Option<PathBuf>,
     /// Class-id mapping for an ImageFolder: lines `folder id` or `folder` (line number = id).

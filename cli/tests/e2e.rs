@@ -2224,3 +2224,24 @@ fn a_copied_binary_carries_its_default_model() {
     }
     assert_eq!(pngs(&out).len(), 4);
 }
+
+/// The Fashion-MNIST data default belongs to the embedded model: with graphs of one's own,
+/// `invert` and `distill` without `--data` stop before any work and say so.
+#[test]
+fn own_models_need_data() {
+    let dir = scratch("own-models-need-data");
+    for cmd in [
+        vec!["invert", "--out", "x.st"],
+        vec!["distill", "--ipc", "2", "--out", "x"],
+    ] {
+        let mut args: Vec<String> = cmd.iter().map(|a| a.to_string()).collect();
+        let out = dir.join(args.last().unwrap());
+        *args.last_mut().unwrap() = s(&out);
+        let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            err.contains("--data is required with your own models"),
+            "{err}"
+        );
+        assert!(!out.exists(), "{} was written", out.display());
+    }
+}

@@ -3,7 +3,7 @@
 use super::sample::{check_sampling_memory, warn_large_m};
 use super::{
     data_identity, data_inputs, data_notes, in_part, mapper_identity, model_identity, model_inputs,
-    seed, selection_identity,
+    require_data_for_own_models, seed, selection_identity,
 };
 use anyhow::Result;
 use d3hr_cli::cli::{DistillArgs, Global};
@@ -22,6 +22,7 @@ use serde_json::json;
 use std::time::Instant;
 
 pub fn run(g: &Global, a: &DistillArgs, rep: &Reporter) -> Result<()> {
+    require_data_for_own_models(g, &a.data)?;
     let mapper = Mapper::from_args(&a.profile)?;
     let sel = Selection::from_args(&a.sampling, mapper.profile)?;
     let mut inputs = data_inputs(&a.data);

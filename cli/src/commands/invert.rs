@@ -2,7 +2,7 @@
 
 use super::{
     data_identity, data_inputs, data_notes, in_part, mapper_identity, model_identity, model_inputs,
-    seed,
+    require_data_for_own_models, seed,
 };
 use anyhow::{Context, Result, bail};
 use d3hr_cli::cli::{Global, InvertArgs};
@@ -17,6 +17,7 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn run(g: &Global, a: &InvertArgs, rep: &Reporter) -> Result<()> {
+    require_data_for_own_models(g, &a.data)?;
     let mapper = Mapper::from_args(&a.profile)?;
     if a.run.force && a.run.resume {
         bail!("--force and --resume contradict each other");

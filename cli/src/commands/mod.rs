@@ -47,6 +47,18 @@ fn model_inputs(g: &Global) -> Vec<(&'static str, &Path)> {
     .collect()
 }
 
+/// The Fashion-MNIST data default belongs to the embedded model: with graphs of the user's own,
+/// `--data` must say what to distill (a run with ImageNet-sized graphs would otherwise start on
+/// 60,000 padded Fashion-MNIST images).
+fn require_data_for_own_models(g: &Global, d: &DataArgs) -> Result<()> {
+    if d.data.is_none() && (g.onnx.is_some() || g.vae_encoder.is_some()) {
+        anyhow::bail!(
+            "--data is required with your own models (--onnx / --vae-encoder): the Fashion-MNIST default belongs to the embedded model"
+        );
+    }
+    Ok(())
+}
+
 fn data_inputs(d: &DataArgs) -> Vec<(&'static str, &Path)> {
     let mut v = vec![(
         "--data",
