@@ -38,6 +38,7 @@ mod writer {
     use crate::fsx::write_atomic;
     use crate::identity::Identity;
     use crate::models::{self, Models};
+    use crate::pipeline::SampleJob;
     use crate::settings::Selection;
     use crate::stats::StatsFile;
     use anyhow::Result;
@@ -63,7 +64,30 @@ mod writer {
         pub timings: serde_json::Value,
     }
 
-    impl Manifest<'_> {
+    impl<'a> Manifest<'a> {
+        /// The manifest of a finished sampling job: its statistics, selection, output settings,
+        /// seed and identity, with the command's per-class records and timings.
+        pub fn of_job(
+            command: &'a str,
+            job: &SampleJob<'a>,
+            models: &'a Models,
+            classes: &'a [serde_json::Value],
+            timings: serde_json::Value,
+        ) -> Manifest<'a> {
+            Manifest {
+                command,
+                stats: job.stats,
+                models,
+                sel: job.sel,
+                resize: job.sampling.resize,
+                save_latents: job.sampling.save_latents,
+                seed: job.seed,
+                identity: job.run,
+                classes,
+                timings,
+            }
+        }
+
         /// Write `<out>/manifest.json` (checked and atomic).
         pub fn write(&self, out: &Path) -> Result<()> {
             let Manifest {

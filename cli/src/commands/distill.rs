@@ -90,20 +90,13 @@ pub fn run(g: &Global, a: &DistillArgs, rep: &Reporter) -> Result<()> {
         rep,
     };
     let per_class = sample_dataset(&job, &mut models)?;
-    Manifest {
-        command: "distill",
-        stats: &stats,
-        models: &models,
-        sel: &sel,
-        resize: a.sampling.resize,
-        save_latents: a.sampling.save_latents,
-        seed,
-        identity: &id,
-        classes: &per_class,
-        timings: json!({
-            "invert_seconds": invert_secs, "total_seconds": t0.elapsed().as_secs_f64()
-        }),
-    }
+    Manifest::of_job(
+        "distill",
+        &job,
+        &models,
+        &per_class,
+        json!({"invert_seconds": invert_secs, "total_seconds": t0.elapsed().as_secs_f64()}),
+    )
     .write(&a.out)?;
     out.finish();
     rep.result(

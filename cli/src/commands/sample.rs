@@ -89,20 +89,13 @@ pub fn run(g: &Global, a: &SampleArgs, rep: &Reporter) -> Result<()> {
         rep,
     };
     let per_class = sample_dataset(&job, &mut models)?;
-    Manifest {
-        command: "sample",
-        stats: &stats,
-        models: &models,
-        sel: &sel,
-        resize: a.sampling.resize,
-        save_latents: a.sampling.save_latents,
-        seed,
-        identity: &id,
-        classes: &per_class,
-        timings: json!({
-            "total_seconds": t0.elapsed().as_secs_f64(), "stats": a.stats
-        }),
-    }
+    Manifest::of_job(
+        "sample",
+        &job,
+        &models,
+        &per_class,
+        json!({"total_seconds": t0.elapsed().as_secs_f64(), "stats": a.stats}),
+    )
     .write(&a.out)?;
     out.finish();
     rep.result(

@@ -28,16 +28,11 @@ impl<'a> PerDimBest<'a> {
         loss: &'a mut [f64],
         g: &'a mut [f32],
     ) -> Result<Self, Error> {
-        Self::check_lengths(cfg, index, loss, g)?;
-        index.fill(u64::MAX);
-        loss.fill(f64::INFINITY);
-        g.fill(0.0);
-        Ok(PerDimBest {
-            n: cfg.n,
-            index,
-            loss,
-            g,
-        })
+        let best = Self::from_results(cfg, index, loss, g)?;
+        best.index.fill(u64::MAX);
+        best.loss.fill(f64::INFINITY);
+        best.g.fill(0.0);
+        Ok(best)
     }
 
     /// Wrap the results of an earlier search (e.g. one thread's part) without resetting them,
